@@ -1,0 +1,100 @@
+"""The gate config, `promptgate.yaml` (DESIGN.md "Config"). Unknown keys are errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from promptgate.yamlsource import validate_yaml
+
+DEFAULT_CONFIG_PATH = "promptgate.yaml"
+DEFAULT_SEMANTIC_MODEL = "all-MiniLM-L6-v2"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(Strict):
+    kind: Literal["openai", "github-models", "offline"] = "openai"
+    base_url: str | None = Field(
+        default=None, description="Chat-completions base URL; the kind's default when unset."
+    )
+    model: str = "gpt-4o-mini"
+    api_key_env: str | None = Field(
+        default=None, description="Env var holding the API key; the kind's default when unset."
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=256, ge=1)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+
+class PromptSpec(Strict):
+    path: str = Field(description="A prompt file or a glob (`**` crosses directories).")
+    dataset: str | None = Field(
+        default=None,
+        description="Eval set (JSONL, CSV or YAML). May use {stem}, {name} and {dir} of the "
+        "prompt path. Optional for .prompt.yml files with testData.",
+    )
+
+
+class MetricConfig(Strict):
+    max_drop: float = Field(ge=0, description="Largest tolerated drop of the mean, in the metric's own units.")
+    min: float | None = Field(default=None, description="Absolute floor on the candidate score.")
+    model: str | None = Field(default=None, description="Embedding model (semantic only).")
+
+
+class GateSettings(Strict):
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    samples: int = Field(default=1, ge=1, le=50)
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
+    seed: int = 20240601
+    top_regressions: int = Field(default=3, ge=0, le=50)
+
+
+class MlflowConfig(Strict):
+    tracking_uri: str | None = None
+    experiment: str = "promptgate"
+    required: bool = False
+
+
+def _default_metrics() -> dict[str, MetricConfig]:
+    return {"bleu": MetricConfig(max_drop=2.0), "rougeL": MetricConfig(max_drop=0.02)}
+
+
+class Config(Strict):
+    version: Literal[1] = 1
+    provider: ProviderConfig = ProviderConfig()
+    prompts: list[PromptSpec] = Field(min_length=1)
+    metrics: dict[str, MetricConfig] = Field(default_factory=_default_metrics, min_length=1)
+    gate: GateSettings = GateSettings()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> Config:
+        from promptgate.metrics import METRICS  # the registry is light; heavy libs load lazily
+
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(sorted(METRICS))}"
+            )
+        return self
+
+    def gate_settings_hash(self) -> str:
+        """Hash of everything that decides a verdict (provider, metrics, gate), for the audit trail."""
+        relevant = self.model_dump(mode="json", include={"provider", "metrics", "gate", "prompts"})
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_config(text: str, source: str = DEFAULT_CONFIG_PATH) -> Config:
+    return validate_yaml(Config, text, source)
+
+
+def config_json_schema() -> dict[str, object]:
+    return Config.model_json_schema()

@@ -1,0 +1,35 @@
+"""What the gate learned about one prompt, beyond the report: every example's outputs and scores.
+
+The JSON report keeps aggregates and the top regressions; trackers (MLflow) get all of this.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from promptgate.report.model import PromptReport
+
+
+class ExampleResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    expected: str
+    baseline_outputs: list[str] | None = None  # k samples; None when the prompt was added
+    candidate_outputs: list[str] | None = None  # None when the prompt was deleted
+    baseline_scores: dict[str, float] = {}  # metric -> this example's score (mean of samples)
+    candidate_scores: dict[str, float] = {}
+
+    def deltas(self) -> dict[str, float]:
+        return {
+            name: self.candidate_scores[name] - self.baseline_scores[name]
+            for name in self.candidate_scores
+            if name in self.baseline_scores
+        }
+
+
+class PromptEvaluation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    report: PromptReport
+    baseline_text: str | None  # the prompt file's text on the base side
+    candidate_text: str | None  # ... and on the head side
+    examples: list[ExampleResult] = []

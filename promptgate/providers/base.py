@@ -1,0 +1,66 @@
+"""The one small interface every provider implements, and the request/answer values it speaks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from promptgate.config import ProviderConfig
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """One generation: a rendered conversation plus every parameter that changes the answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    model: str
+    messages: tuple[ChatMessage, ...]
+    temperature: float
+    max_tokens: int
+    extra_params: tuple[tuple[str, float | int | str | bool], ...] = ()
+    sample_index: int = 0
+
+    def cache_key(self, provider_identity: str) -> str:
+        """Content address: provider, model, parameters, messages and sample index."""
+        payload = {"provider": provider_identity, **self.model_dump(mode="json")}
+        canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ProviderError(Exception):
+    """A call that did not produce an answer. `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Provider(ABC):
+    """An LLM behind one async method. Register subclasses with `providers.register`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @property
+    def identity(self) -> str:
+        """What distinguishes this provider's answers in the cache (kind and endpoint)."""
+        return f"{self.kind}:{self.config.base_url or ''}"
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest) -> str:
+        """The completion text, or raise ProviderError."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once when the run ends."""

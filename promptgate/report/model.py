@@ -1,0 +1,109 @@
+"""The report (DESIGN.md "Report"): the JSON file is this model dumped; its schema is the model's."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Verdict = Literal["pass", "fail", "error"]
+PromptVerdict = Literal["pass", "fail", "new", "removed", "error"]
+ChangeKind = Literal["added", "modified", "renamed", "deleted"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GitSide(Model):
+    ref: str
+    sha: str
+
+
+class MetricResult(Model):
+    baseline: float | None = Field(description="null for an added prompt")
+    candidate: float | None = Field(description="null for a deleted prompt")
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    threshold: float = Field(description="max_drop: the largest tolerated drop")
+    min: float | None = None
+    status: Literal["pass", "fail"]
+    reason: str | None = Field(default=None, description="why a metric failed, in words")
+
+
+class ExampleChange(BaseModel):
+    """One example's outputs before and after, with its per-metric deltas as extra keys."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    baseline_output: str | None
+    candidate_output: str | None
+
+    def metric_deltas(self) -> dict[str, float]:
+        return {k: float(v) for k, v in (self.model_extra or {}).items()}
+
+
+class PromptReport(Model):
+    path: str
+    old_path: str | None
+    change: ChangeKind
+    dataset: str | None = None
+    dataset_changed: bool = False
+    verdict: PromptVerdict
+    examples: int = 0
+    metrics: dict[str, MetricResult] = Field(default_factory=dict)
+    top_regressions: list[ExampleChange] = Field(default_factory=list)
+    baseline_hash: str | None = None
+    candidate_hash: str | None = None
+    model: str | None = None
+    diff: str | None = Field(default=None, description="unified diff of the prompt file")
+    error: str | None = None
+
+
+class CallStats(Model):
+    requested: int = 0
+    cached: int = 0
+    made: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class MlflowInfo(Model):
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+    url: str | None = None
+    warning: str | None = None
+
+
+class GateInfo(Model):
+    """What decided the verdict, so a number is reproducible."""
+
+    rule: str
+    confidence: float
+    samples: int
+    bootstrap_resamples: int
+    seed: int
+    config_path: str | None
+    config_source: Literal["base", "head", "file"] | None
+    config_hash: str | None
+    provider: str | None
+    model: str | None
+    signatures: dict[str, str] = Field(default_factory=dict)
+
+
+class Report(Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    verdict: Verdict
+    base: GitSide
+    head: GitSide
+    config_changed: bool = False
+    prompts: list[PromptReport] = Field(default_factory=list)
+    calls: CallStats = Field(default_factory=CallStats)
+    mlflow: MlflowInfo = Field(default_factory=MlflowInfo)
+    gate: GateInfo | None = None
+    errors: list[str] = Field(default_factory=list)
+    pr_number: int | None = None
