@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 Verdict = Literal["pass", "fail", "error"]
 PromptVerdict = Literal["pass", "fail", "new", "removed", "error"]
-ChangeKind = Literal["added", "modified", "renamed", "deleted"]
+ChangeKind = Literal["added", "modified", "renamed", "deleted", "unchanged"]
 
 
 class Model(BaseModel):

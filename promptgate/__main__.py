@@ -1,0 +1,3 @@
+from promptgate.cli import main
+
+main()

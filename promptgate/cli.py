@@ -1,0 +1,150 @@
+"""The command line: a thin layer that turns flags into a GateRequest and a verdict into an exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from promptgate.errors import ExitCode, GateError
+from promptgate.request import GateRequest
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="promptgate: judge a prompt change by running its eval set with the old and new prompt.",
+)
+err = Console(stderr=True)
+out = Console()
+
+
+@app.command()
+def run(
+    repo: Annotated[Path, typer.Option(help="Repository to judge.")] = Path("."),
+    base: Annotated[str | None, typer.Option(help="Base ref (default: origin/HEAD, else HEAD~1).")] = None,
+    head: Annotated[str | None, typer.Option(help="Head ref (default: HEAD).")] = None,
+    config: Annotated[str, typer.Option(help="Config path, relative to the repo root.")] = "promptgate.yaml",
+    report_json: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    report_md: Annotated[Path | None, typer.Option(help="Write the Markdown report here.")] = None,
+    all_prompts: Annotated[bool, typer.Option("--all", help="Evaluate every configured prompt, changed or not.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write cached LLM outputs.")] = False,
+    cache_path: Annotated[Path | None, typer.Option(help="Cache file (default: <repo>/.promptgate/cache.sqlite3).")] = None,
+    mlflow_tracking_uri: Annotated[str | None, typer.Option(help="Overrides MLFLOW_TRACKING_URI and the config.")] = None,
+) -> None:
+    """Judge the prompt files changed between merge-base(base, head) and head."""
+    request = GateRequest(
+        repo=repo,
+        base=base,
+        head=head,
+        config_path=config,
+        all_prompts=all_prompts,
+        report_json=report_json,
+        report_md=report_md,
+        use_cache=not no_cache,
+        cache_path=cache_path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+    )
+    raise typer.Exit(execute(request))
+
+
+def execute(request: GateRequest, console: Console = out) -> int:
+    """Run the gate and print its summary; every failure ends in a report and an exit code."""
+    from promptgate.gate import error_report, run_gate, write_reports
+    from promptgate.report.terminal import print_summary
+
+    try:
+        result = run_gate(request, progress=_progress_bar)
+    except GateError as exc:
+        err.print(f"[bold red]promptgate: error:[/] {_escape(str(exc))}")
+        write_reports(error_report(request, exc), request)
+        return int(exc.exit_code)
+    print_summary(result.report, console)
+    if result.report.mlflow.warning:
+        err.print(f"[yellow]warning:[/] {_escape(result.report.mlflow.warning)}")
+    return int(result.exit_code)
+
+
+def _progress_bar(total: int) -> Callable[[int], None]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = progress.add_task("calls", total=total)
+    progress.start()
+
+    def advance(done: int) -> None:
+        progress.update(task, completed=done)
+        if done >= total:
+            progress.stop()
+
+    return advance
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path | None, typer.Option(help="Where to build the demo repository (default: a temp dir).")] = None,
+) -> None:
+    """Build a small example repository with a regressing PR branch and gate it, offline."""
+    from promptgate.demo import run_demo
+
+    raise typer.Exit(run_demo(directory, out))
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Option(help="Repository root to scaffold.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a starter promptgate.yaml, an example prompt and eval set, and a workflow file."""
+    from promptgate.scaffold import scaffold
+
+    try:
+        written = scaffold(directory, force=force)
+    except GateError as exc:
+        err.print(f"[bold red]promptgate: error:[/] {_escape(str(exc))}")
+        raise typer.Exit(int(exc.exit_code)) from exc
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@app.command("config-schema")
+def config_schema() -> None:
+    """Print the JSON Schema of promptgate.yaml (for editors and validation)."""
+    from promptgate.config import config_json_schema
+
+    sys.stdout.write(json.dumps(config_json_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    """Console entry point. A bug is exit 3 with its traceback: an error is never a pass."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(int(ExitCode.COULD_NOT_EVALUATE))
+    except Exception:
+        traceback.print_exc()
+        err.print("[bold red]promptgate: internal error[/] (a bug; please report it). Exit 3.")
+        sys.exit(int(ExitCode.COULD_NOT_EVALUATE))

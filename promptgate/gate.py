@@ -1,0 +1,304 @@
+"""The gate, end to end: GateRequest -> changes -> plan -> calls -> scores -> verdict -> Report."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from promptgate.cache import ResponseCache, default_cache_path
+from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
+from promptgate.compare import GATE_RULE, compare_metric
+from promptgate.config import Config
+from promptgate.errors import ExitCode
+from promptgate.evaluation import ExampleResult, PromptEvaluation
+from promptgate.gate_config import GateConfig, load_gate_config
+from promptgate.metrics import Metric, ScoredSide, make_metric
+from promptgate.plan import PromptPlan, Side, plan_prompt
+from promptgate.providers import make_provider
+from promptgate.providers.base import ChatRequest
+from promptgate.report.model import (
+    CallStats,
+    ExampleChange,
+    GateInfo,
+    GitSide,
+    MetricResult,
+    PromptReport,
+    PromptVerdict,
+    Report,
+    Verdict,
+)
+from promptgate.request import GateRequest
+from promptgate.runner import run_requests_sync
+
+ProgressStart = Callable[[int], Callable[[int], None]]
+"""Called with the number of requests; returns the per-completion callback (done count)."""
+
+
+@dataclass
+class GateResult:
+    report: Report
+    evaluations: list[PromptEvaluation]
+    config: Config | None = None  # the governing config; None when the run failed before it
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.report.verdict)
+
+
+def exit_code_for(verdict: Verdict) -> ExitCode:
+    return {"pass": ExitCode.PASSED, "fail": ExitCode.FAILED}.get(verdict, ExitCode.COULD_NOT_EVALUATE)
+
+
+def run_gate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:
+    """Evaluate, then publish to MLflow and the report files. Bad input raises GateError."""
+    from promptgate.tracking import log_gate_run
+
+    result = evaluate(request, progress=progress)
+    assert result.config is not None
+    info = log_gate_run(
+        result.report,
+        result.evaluations,
+        result.config.mlflow,
+        tracking_uri=request.mlflow_tracking_uri,
+        tags=request.tags,
+    )
+    result.report = result.report.model_copy(update={"mlflow": info})
+    write_reports(result.report, request)
+    return result
+
+
+def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:
+    repo = open_repo(request.repo)
+    repo_root = Path(repo.working_tree_dir or request.repo)
+    rng = resolve_range(repo, request.base, request.head)
+    gate_config = load_gate_config(rng, request.config_path, repo_root)
+    config = gate_config.config
+    specs = list(config.prompts)
+    changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
+    plans = [plan_prompt(rng, change, config) for change in changes]
+
+    flat = [r for plan in plans for side in plan.sides() for samples in plan.requests[side] for r in samples]
+    outputs, calls, failures = _generate(flat, config, request, repo_root, progress)
+    _distribute(plans, outputs)
+
+    metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
+    evaluations = [_judge(plan, metrics, config, rng) for plan in plans]
+    report = Report(
+        verdict=overall_verdict([e.report.verdict for e in evaluations]),
+        base=GitSide(ref=rng.base_ref, sha=rng.base_sha),
+        head=GitSide(ref=rng.head_ref, sha=rng.head_sha),
+        config_changed=gate_config.changed,
+        prompts=[e.report for e in evaluations],
+        calls=calls,
+        gate=_gate_info(gate_config, metrics if plans else {}),
+        errors=failures,
+        pr_number=request.pr_number,
+    )
+    return GateResult(report, evaluations, config)
+
+
+def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:
+    if "error" in prompt_verdicts:
+        return "error"
+    return "fail" if "fail" in prompt_verdicts else "pass"
+
+
+def _generate(
+    requests: list[ChatRequest],
+    config: Config,
+    request: GateRequest,
+    repo_root: Path,
+    progress: ProgressStart | None,
+) -> tuple[list[str | None], CallStats, list[str]]:
+    if not requests:
+        return [], CallStats(), []
+    provider = make_provider(config.provider)
+    cache = None
+    if request.use_cache:
+        cache = ResponseCache(request.cache_path or default_cache_path(repo_root))
+    try:
+        outcome = run_requests_sync(
+            requests,
+            provider,
+            cache,
+            concurrency=config.provider.concurrency,
+            max_retries=config.provider.max_retries,
+            on_progress=progress(len(requests)) if progress else None,
+        )
+    finally:
+        if cache is not None:
+            cache.close()
+    return outcome.outputs, outcome.stats, outcome.failures
+
+
+def _distribute(plans: list[PromptPlan], outputs: list[str | None]) -> None:
+    """Hand the flat list of outputs back to each plan, in the order the requests were made."""
+    position = 0
+    for plan in plans:
+        for side in plan.sides():
+            per_example = []
+            for samples in plan.requests[side]:
+                per_example.append(outputs[position : position + len(samples)])
+                position += len(samples)
+            plan.outputs[side] = per_example
+
+
+def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: GitRange) -> PromptEvaluation:
+    change = plan.change
+    report = PromptReport(
+        path=change.path,
+        old_path=change.old_path,
+        change=change.change,
+        dataset=plan.dataset_path,
+        dataset_changed=plan.dataset_changed,
+        verdict="removed" if change.change == "deleted" else "pass",
+        examples=len(plan.examples),
+        baseline_hash=plan.baseline.hash if plan.baseline else None,
+        candidate_hash=plan.candidate.hash if plan.candidate else None,
+        model=plan.model_of("candidate" if plan.candidate else "baseline", config),
+        diff=_unified_diff(plan),
+    )
+    evaluation = PromptEvaluation(
+        report=report,
+        baseline_text=plan.baseline.text if plan.baseline else None,
+        candidate_text=plan.candidate.text if plan.candidate else None,
+    )
+    if change.change == "deleted":
+        return evaluation
+    failed = sum(o is None for side in plan.sides() for samples in plan.outputs[side] for o in samples)
+    if failed:
+        report.verdict = "error"
+        report.error = f"{failed} generation(s) failed after retries; nothing was scored"
+        return evaluation
+
+    references = [example.expected for example in plan.examples]
+    scored: dict[Side, dict[str, ScoredSide]] = {side: {} for side in plan.sides()}
+    for name, metric in metrics.items():
+        for side in plan.sides():
+            scored[side][name] = metric.score(_texts(plan.outputs[side]), references)
+        report.metrics[name] = compare_metric(
+            scored["baseline"].get(name) if "baseline" in scored else None,
+            scored["candidate"][name],
+            metric.config,
+            confidence=config.gate.confidence,
+            resamples=config.gate.bootstrap_resamples,
+            seed=config.gate.seed,
+        )
+    evaluation.examples = _example_results(plan, scored)
+    report.top_regressions = _top_regressions(evaluation.examples, config)
+    failed_metric = any(result.status == "fail" for result in report.metrics.values())
+    if change.change == "added":
+        report.verdict = "fail" if failed_metric else "new"
+    else:
+        report.verdict = "fail" if failed_metric else "pass"
+    return evaluation
+
+
+def _texts(per_example: list[list[str | None]]) -> list[list[str]]:
+    return [[text or "" for text in samples] for samples in per_example]
+
+
+def _example_results(plan: PromptPlan, scored: dict[Side, dict[str, ScoredSide]]) -> list[ExampleResult]:
+    results = []
+    for index, example in enumerate(plan.examples):
+        outputs = {side: _texts(plan.outputs[side])[index] for side in plan.sides()}
+        results.append(
+            ExampleResult(
+                id=example.id,
+                expected=example.expected,
+                baseline_outputs=outputs.get("baseline"),
+                candidate_outputs=outputs.get("candidate"),
+                baseline_scores={n: float(s.per_example[index]) for n, s in scored.get("baseline", {}).items()},
+                candidate_scores={n: float(s.per_example[index]) for n, s in scored["candidate"].items()},
+            )
+        )
+    return results
+
+
+def _top_regressions(examples: list[ExampleResult], config: Config) -> list[ExampleChange]:
+    """Examples ranked by their drop, each metric's delta in units of its max_drop."""
+
+    def badness(example: ExampleResult) -> float:
+        return sum(
+            delta / (config.metrics[name].max_drop or 1.0) for name, delta in example.deltas().items()
+        )
+
+    regressed = sorted((e for e in examples if badness(e) < 0), key=badness)
+    return [
+        ExampleChange(
+            id=e.id,
+            baseline_output=(e.baseline_outputs or [None])[0],
+            candidate_output=(e.candidate_outputs or [None])[0],
+            **e.deltas(),
+        )
+        for e in regressed[: config.gate.top_regressions]
+    ]
+
+
+def _unified_diff(plan: PromptPlan) -> str | None:
+    old = plan.baseline.text if plan.baseline else ""
+    new = plan.candidate.text if plan.candidate else ""
+    if old == new:
+        return None
+    old_name = plan.change.old_path or plan.change.path
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=f"a/{old_name}" if plan.baseline else "/dev/null",
+        tofile=f"b/{plan.change.path}" if plan.candidate else "/dev/null",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _gate_info(gate_config: GateConfig, metrics: dict[str, Metric]) -> GateInfo:
+    config = gate_config.config
+    return GateInfo(
+        rule=GATE_RULE,
+        confidence=config.gate.confidence,
+        samples=config.gate.samples,
+        bootstrap_resamples=config.gate.bootstrap_resamples,
+        seed=config.gate.seed,
+        config_path=gate_config.path,
+        config_source=gate_config.source,
+        config_hash=config.gate_settings_hash(),
+        provider=config.provider.kind,
+        model=config.provider.model,
+        signatures={name: metric.signature for name, metric in metrics.items()},
+    )
+
+
+def write_reports(report: Report, request: GateRequest) -> None:
+    from promptgate.report.markdown import render_markdown
+
+    if request.report_json:
+        write_atomically(request.report_json, report.model_dump_json(indent=2) + "\n")
+    if request.report_md:
+        write_atomically(request.report_md, render_markdown(report))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def error_report(request: GateRequest, error: BaseException) -> Report:
+    """The report of a run that could not finish: verdict error, the reason, nothing else."""
+    return Report(
+        verdict="error",
+        base=GitSide(ref=request.base or "", sha=""),
+        head=GitSide(ref=request.head or "HEAD", sha=""),
+        errors=[str(error)],
+        pr_number=request.pr_number,
+    )
