@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from gitrepo import RepoBuilder  # noqa: E402
-from llm_stub import LLMStub  # noqa: E402
+from gitrepo import RepoBuilder
+from llm_stub import LLMStub
 
-from promptgate.gate import evaluate  # noqa: E402
-from promptgate.request import GateRequest  # noqa: E402
+from promptgate.gate import evaluate
+from promptgate.request import GateRequest
 
 
 def build_repo(root: Path, base_url: str, n: int, concurrency: int) -> RepoBuilder:

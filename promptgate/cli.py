@@ -66,8 +66,6 @@ def execute(request: GateRequest, console: Console = out) -> int:
         write_reports(error_report(request, exc), request)
         return int(exc.exit_code)
     print_summary(result.report, console)
-    if result.report.mlflow.warning:
-        err.print(f"[yellow]warning:[/] {_escape(result.report.mlflow.warning)}")
     return int(result.exit_code)
 
 

@@ -1,6 +1,29 @@
-"""Comparison of baseline and candidate scores: delta, paired bootstrap interval, status."""
+"""Comparison of baseline and candidate scores: delta, paired bootstrap interval, status.
+
+The bootstrap is paired: each resample draws example indices once and scores both prompt
+versions on the same draw, so per-example difficulty cancels out of the delta. A metric whose
+side aggregates by a plain mean takes a vectorised path; any other aggregate (corpus BLEU) is
+recomputed per resample, in one batch when the side offers `aggregate_batch`.
+
+Edge cases, decided here:
+- added prompt (no baseline): baseline, delta and interval are null; only `min` can fail it;
+- deleted prompt (no candidate): everything but the baseline is null and the metric passes;
+- no examples: all numbers null and the metric passes (an empty eval set is an input error,
+  caught where the eval set is read, not a reason to fail a metric);
+- one example: every resample is that example, so the interval is [delta, delta].
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from promptgate.config import MetricConfig
+from promptgate.metrics.base import FloatArray, IndexArray, ScoredSide
+from promptgate.report.model import MetricResult
 
 GATE_RULE = (
     "A metric fails when its mean delta is below -max_drop and the upper end of the delta's "
@@ -8,3 +31,132 @@ GATE_RULE = (
     "to be noise), or when the candidate is below the metric's optional `min`. A prompt fails "
     "when any metric fails; the gate fails when any prompt fails."
 )
+
+#: Resample indices are drawn in blocks of at most this many cells, to bound memory.
+_BLOCK_CELLS = 1_000_000
+
+
+@runtime_checkable
+class BatchAggregate(Protocol):
+    """A side that can aggregate many resamples at once (rows of an index matrix)."""
+
+    def aggregate_batch(self, resamples: IndexArray) -> FloatArray: ...
+
+
+def resample_blocks(n_examples: int, resamples: int, seed: int) -> Iterator[IndexArray]:
+    """The bootstrap's index draws, `resamples` rows of `n_examples` indices, in blocks.
+
+    Deterministic in (n_examples, resamples, seed); tests replay it to check the fast paths.
+    """
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_CELLS // max(n_examples, 1))
+    for start in range(0, resamples, block):
+        rows = min(block, resamples - start)
+        yield rng.integers(0, n_examples, size=(rows, n_examples), dtype=np.intp)
+
+
+def example_deltas(baseline: ScoredSide, candidate: ScoredSide) -> FloatArray:
+    """Each example's candidate score minus its baseline score (for top regressions)."""
+    _check_paired(baseline, candidate)
+    return np.asarray(candidate.per_example - baseline.per_example, dtype=np.float64)
+
+
+def bootstrap_deltas(
+    baseline: ScoredSide, candidate: ScoredSide, *, resamples: int, seed: int
+) -> FloatArray:
+    """candidate.aggregate(idx) - baseline.aggregate(idx) for each paired resample idx."""
+    n_examples = _check_paired(baseline, candidate)
+    blocks = resample_blocks(n_examples, resamples, seed)
+    if _is_plain_mean(baseline) and _is_plain_mean(candidate):
+        return np.concatenate(
+            [
+                candidate.per_example[rows].mean(axis=1) - baseline.per_example[rows].mean(axis=1)
+                for rows in blocks
+            ]
+        )
+    return np.concatenate(
+        [_aggregate_rows(candidate, rows) - _aggregate_rows(baseline, rows) for rows in blocks]
+    )
+
+
+def compare_metric(
+    baseline: ScoredSide | None,
+    candidate: ScoredSide | None,
+    config: MetricConfig,
+    *,
+    confidence: float,
+    resamples: int,
+    seed: int,
+) -> MetricResult:
+    """One metric's verdict for one prompt, by GATE_RULE."""
+    base_score = _finite_or_none(baseline.aggregate()) if baseline is not None else None
+    cand_score = _finite_or_none(candidate.aggregate()) if candidate is not None else None
+
+    if baseline is None or candidate is None or base_score is None or cand_score is None:
+        # Added, deleted or empty: no pairs to compare; only the floor can apply.
+        reasons = [] if candidate is None else _floor_reasons(cand_score, config)
+        return MetricResult(
+            baseline=base_score,
+            candidate=cand_score,
+            delta=None,
+            ci_low=None,
+            ci_high=None,
+            status="fail" if reasons else "pass",
+            reason="; ".join(reasons) or None,
+            threshold=config.max_drop,
+            min=config.min,
+        )
+
+    delta = cand_score - base_score
+    draws = bootstrap_deltas(baseline, candidate, resamples=resamples, seed=seed)
+    tail = (1.0 - confidence) / 2.0
+    ci_low, ci_high = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
+
+    reasons = []
+    if delta < -config.max_drop and ci_high < 0:
+        reasons.append(
+            f"mean delta {delta:+.4g} is below -{config.max_drop:g} (max_drop) and the "
+            f"{confidence:.0%} interval [{ci_low:+.4g}, {ci_high:+.4g}] lies entirely below 0"
+        )
+    reasons += _floor_reasons(cand_score, config)
+    return MetricResult(
+        baseline=base_score,
+        candidate=cand_score,
+        delta=delta,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        status="fail" if reasons else "pass",
+        reason="; ".join(reasons) or None,
+        threshold=config.max_drop,
+        min=config.min,
+    )
+
+
+def _floor_reasons(candidate: float | None, config: MetricConfig) -> list[str]:
+    if config.min is None or candidate is None or candidate >= config.min:
+        return []
+    return [f"candidate {candidate:.4g} is below the floor min {config.min:g}"]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _is_plain_mean(side: ScoredSide) -> bool:
+    return type(side).aggregate is ScoredSide.aggregate
+
+
+def _aggregate_rows(side: ScoredSide, rows: IndexArray) -> FloatArray:
+    if isinstance(side, BatchAggregate):
+        return side.aggregate_batch(rows)
+    return np.array([side.aggregate(row) for row in rows], dtype=np.float64)
+
+
+def _check_paired(baseline: ScoredSide, candidate: ScoredSide) -> int:
+    n_examples = len(baseline.per_example)
+    if len(candidate.per_example) != n_examples:
+        raise ValueError(
+            f"unpaired scores: baseline has {n_examples} examples, "
+            f"candidate {len(candidate.per_example)}"
+        )
+    return n_examples

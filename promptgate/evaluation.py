@@ -27,9 +27,20 @@ class ExampleResult(BaseModel):
         }
 
 
+class GenerationSettings(BaseModel):
+    """The model and parameters one prompt version ran with (a .prompt.yml may override them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    temperature: float
+    max_tokens: int
+
+
 class PromptEvaluation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     report: PromptReport
     baseline_text: str | None  # the prompt file's text on the base side
     candidate_text: str | None  # ... and on the head side
     examples: list[ExampleResult] = []
+    # "baseline" / "candidate" -> what that version ran with; trackers log it as params.
+    generation: dict[str, GenerationSettings] = {}

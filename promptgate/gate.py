@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo
 from promptgate.compare import GATE_RULE, compare_metric
 from promptgate.config import Config
 from promptgate.errors import ExitCode
-from promptgate.evaluation import ExampleResult, PromptEvaluation
+from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.gate_config import GateConfig, load_gate_config
 from promptgate.metrics import Metric, ScoredSide, make_metric
 from promptgate.plan import PromptPlan, Side, plan_prompt
@@ -25,7 +26,6 @@ from promptgate.report.model import (
     ExampleChange,
     GateInfo,
     GitSide,
-    MetricResult,
     PromptReport,
     PromptVerdict,
     Report,
@@ -82,10 +82,11 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     plans = [plan_prompt(rng, change, config) for change in changes]
 
     flat = [r for plan in plans for side in plan.sides() for samples in plan.requests[side] for r in samples]
+    metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
+    metrics_ready = _prepare_in_background(list(metrics.values()) if flat else [])
     outputs, calls, failures = _generate(flat, config, request, repo_root, progress)
     _distribute(plans, outputs)
-
-    metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
+    metrics_ready()
     evaluations = [_judge(plan, metrics, config, rng) for plan in plans]
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
@@ -105,6 +106,31 @@ def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:
     if "error" in prompt_verdicts:
         return "error"
     return "fail" if "fail" in prompt_verdicts else "pass"
+
+
+def _prepare_in_background(metrics: list[Metric]) -> Callable[[], None]:
+    """Start the metrics' heavy imports and model loads now, so they overlap the network wait.
+
+    Returns a function that waits for them and re-raises what they raised.
+    """
+    errors: list[BaseException] = []
+
+    def prepare() -> None:
+        try:
+            for metric in metrics:
+                metric.prepare()
+        except BaseException as exc:  # handed to the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=prepare, name="promptgate-metrics", daemon=True)
+    worker.start()
+
+    def wait() -> None:
+        worker.join()
+        if errors:
+            raise errors[0]
+
+    return wait
 
 
 def _generate(
@@ -166,6 +192,7 @@ def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: Gi
         report=report,
         baseline_text=plan.baseline.text if plan.baseline else None,
         candidate_text=plan.candidate.text if plan.candidate else None,
+        generation={side: _settings(plan.requests[side]) for side in plan.sides() if plan.examples},
     )
     if change.change == "deleted":
         return evaluation
@@ -196,6 +223,11 @@ def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: Gi
     else:
         report.verdict = "fail" if failed_metric else "pass"
     return evaluation
+
+
+def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
+    first = requests[0][0]  # every request of one side shares model and parameters
+    return GenerationSettings(model=first.model, temperature=first.temperature, max_tokens=first.max_tokens)
 
 
 def _texts(per_example: list[list[str | None]]) -> list[list[str]]:
@@ -231,8 +263,8 @@ def _top_regressions(examples: list[ExampleResult], config: Config) -> list[Exam
     return [
         ExampleChange(
             id=e.id,
-            baseline_output=(e.baseline_outputs or [None])[0],
-            candidate_output=(e.candidate_outputs or [None])[0],
+            baseline_output=e.baseline_outputs[0] if e.baseline_outputs else None,
+            candidate_output=e.candidate_outputs[0] if e.candidate_outputs else None,
             **e.deltas(),
         )
         for e in regressed[: config.gate.top_regressions]

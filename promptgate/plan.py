@@ -33,7 +33,7 @@ class PromptPlan:
     outputs: dict[Side, list[list[str | None]]] = field(default_factory=dict)
 
     def sides(self) -> list[Side]:
-        return [side for side in ("baseline", "candidate") if side in self.requests]  # type: ignore[misc]
+        return [side for side in ("baseline", "candidate") if side in self.requests]
 
     def model_of(self, side: Side, config: Config) -> str:
         template = self.baseline if side == "baseline" else self.candidate

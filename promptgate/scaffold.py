@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from promptgate.errors import BadInput
@@ -15,6 +14,7 @@ FILES = {
     "workflow.yml": ".github/workflows/promptgate.yml",
 }
 IGNORE_LINE = ".promptgate/"
+STARTER_DIR = Path(__file__).parent / "starter"
 
 
 def scaffold(root: Path, *, force: bool = False) -> list[Path]:
@@ -22,14 +22,12 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing and not force:
         raise BadInput(
-            f"would overwrite {', '.join(existing)}; move them away or pass --force",
-            file=existing[0],
+            f"would overwrite {', '.join(existing)}; move them away or pass --force"
         )
-    package = resources.files("promptgate.scaffold")
     written = []
     for source, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(package.joinpath(source).read_text(encoding="utf-8"), encoding="utf-8")
+        target.write_text((STARTER_DIR / source).read_text(encoding="utf-8"), encoding="utf-8")
         written.append(target)
     gitignore = root / ".gitignore"
     lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import git
 import pytest
+from gitrepo import RepoBuilder
 
 from promptgate.changes import all_prompts, changed_prompts, open_repo, resolve_range, spec_for
 from promptgate.config import PromptSpec
 from promptgate.errors import BadInput
-from gitrepo import RepoBuilder
 
 SPECS = [PromptSpec(path="prompts/**/*.txt", dataset="evals/{stem}.jsonl")]
 

@@ -31,6 +31,34 @@ class ScoredSide:
         return float(values.mean()) if len(values) else float("nan")
 
 
+class Samples:
+    """Every (example, sample) pair flattened, so a metric scores one list of strings.
+
+    `hypotheses[j]` is a sample of example `example_of[j]`; `references[j]` is that example's
+    reference. `per_example_mean` folds one value per sample back into a mean per example.
+    """
+
+    def __init__(self, outputs: Sequence[Sequence[str]], references: Sequence[str]) -> None:
+        if len(outputs) != len(references):
+            raise ValueError(f"{len(outputs)} examples of outputs but {len(references)} references")
+        empty = [i for i, samples in enumerate(outputs) if len(samples) == 0]
+        if empty:
+            raise ValueError(f"example {empty[0]} has no sampled outputs")
+        self.n_examples = len(references)
+        self.hypotheses = [text for samples in outputs for text in samples]
+        self.references = [
+            ref for samples, ref in zip(outputs, references, strict=True) for _ in samples
+        ]
+        self.example_of: IndexArray = np.repeat(
+            np.arange(self.n_examples, dtype=np.intp), [len(samples) for samples in outputs]
+        )
+
+    def per_example_mean(self, per_sample: FloatArray) -> FloatArray:
+        totals = np.bincount(self.example_of, weights=per_sample, minlength=self.n_examples)
+        counts = np.bincount(self.example_of, minlength=self.n_examples)
+        return np.asarray(totals / np.maximum(counts, 1), dtype=np.float64)
+
+
 class Metric(ABC):
     name: ClassVar[str]
     #: e.g. "ROUGE-L F1 (0-1)", used in reports
@@ -38,6 +66,10 @@ class Metric(ABC):
 
     def __init__(self, config: MetricConfig) -> None:
         self.config = config
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Import libraries and load models ahead of scoring; the gate runs this in a
+        background thread while generation waits on the network."""
 
     @abstractmethod
     def score(self, outputs: Sequence[Sequence[str]], references: Sequence[str]) -> ScoredSide:

@@ -1,0 +1,76 @@
+"""Neutralise untrusted text (LLM outputs, example text, file and branch names) for GitHub Markdown.
+
+Anything a PR author or a model controls must render as inert text in the sticky comment: it
+must not break a table, open or close HTML, ping people (`@user`), link issues (`#123`), start
+math (`$`), or hide text with bidi controls. Two shapes are offered:
+
+- `inline` for one line: table cells, headings, list items, `<summary>`. Every character that
+  Markdown or HTML could read as syntax becomes a numeric character reference, which GitHub
+  renders as the literal character and never re-parses.
+- `block` for multi-line text inside `<pre>` (itself inside `<details>`/`<table>`): HTML-escaped,
+  so `</pre>` or `</details>` cannot close anything, and without blank lines, because a blank
+  line ends a raw HTML block in CommonMark and would switch the rest back to Markdown.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# GitHub links mentions and references after rendering, on the text it shows, so an entity
+# would not stop them; a zero-width space after the sigil does.
+ZERO_WIDTH_SPACE = "\u200b"
+_REFERENCE = re.compile(r"([@#]|\bGH-)(?=[0-9A-Za-z_-])", re.IGNORECASE)
+
+# Every character HTML or Markdown could read as syntax, as a numeric character reference.
+_INLINE_ENTITIES = str.maketrans({char: f"&#{ord(char)};" for char in "&<>\"'\\`*_[]|~$!:#"})
+# C0/C1 controls (except tab and newline), and bidi overrides/isolates that can make text
+# read differently from what it is ("Trojan Source").
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+_WHITESPACE_RUN = re.compile(r"\s+")
+_BLANK_LINE = re.compile(r"^[ \t]*$", re.MULTILINE)
+
+
+def truncate(text: str, max_len: int) -> str:
+    """Cut `text` to `max_len` characters, saying how much was left out."""
+    if max_len < 0:
+        raise ValueError("max_len must be >= 0")
+    if len(text) <= max_len:
+        return text
+    return f"{text[:max_len]}… ({len(text) - max_len} more characters)"
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _INVISIBLE.sub("", text)
+
+
+def _unlink_references(text: str) -> str:
+    """`@user`, `#123`, `GH-123` and `org/repo#1` shown as text, not as a ping or a link."""
+    return _REFERENCE.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE, text)
+
+
+def inline(text: str, max_len: int = 200) -> str:
+    """One line of inert text for a table cell, heading, list item or `<summary>`.
+
+    Newlines and runs of whitespace become one space; the result is cut to `max_len` characters
+    of the original text (before escaping) with a visible marker.
+    """
+    flat = _WHITESPACE_RUN.sub(" ", _clean(text)).strip()
+    # References first: escaping introduces `&#...;`, which the reference pattern would mangle.
+    return _unlink_references(truncate(flat, max_len)).translate(_INLINE_ENTITIES)
+
+
+def block(text: str, max_len: int = 2000) -> str:
+    """Multi-line inert text to place between `<pre>` and `</pre>`.
+
+    Lines are kept; blank lines carry an encoded space so that an enclosing raw HTML block
+    (`<table>`, `<details>`) does not end early.
+    """
+    cleaned = _clean(text).expandtabs(4).rstrip()
+    if not cleaned:
+        return ""
+    escaped = html.escape(_unlink_references(truncate(cleaned, max_len)), quote=False)
+    return _BLANK_LINE.sub("&#32;", escaped)

@@ -1,0 +1,433 @@
+"""The Markdown report: the sticky PR comment and the job summary.
+
+Every string that a PR author or a model controls goes through `escape` before it reaches the
+page. The comment must stay under GitHub's 65,536-character limit, so detail is given up in a
+fixed order (see `render_markdown`) and the comment says what it left out.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from promptgate.compare import GATE_RULE
+from promptgate.report import escape
+from promptgate.report.model import ExampleChange, MetricResult, PromptReport, Report
+
+MARKER = "<!-- promptgate:report -->"
+MINUS = "−"  # U+2212: lines up with "+" in proportional fonts
+DEFAULT_CONFIDENCE = 0.95
+
+VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "⚠️"}
+VERDICT_WORDS = {"pass": "gate passed", "fail": "gate failed", "error": "could not evaluate"}
+PROMPT_ICONS = {"pass": "✅", "fail": "❌", "new": "🆕", "removed": "🗑️", "error": "⚠️"}
+STATUS_CELLS = {"pass": "✅ pass", "fail": "❌ fail"}
+
+# Per-output character limits for the side-by-side regressions: generous first, then short.
+OUTPUT_CHARS = (1500, 400)
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def decimals(metric: str) -> int:
+    """BLEU lives on 0-100 (one decimal is plenty); the others on about 0-1."""
+    return 1 if metric.lower().startswith("bleu") else 3
+
+
+def format_score(metric: str, value: float | None, *, signed: bool = False) -> str:
+    """A metric value at the metric's precision; `signed` prefixes + or − (not for zero)."""
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "NaN"
+    text = f"{abs(value):.{decimals(metric)}f}"
+    if math.isinf(value) or float(text) != 0:
+        if value < 0:
+            return MINUS + text
+        if signed:
+            return "+" + text
+    return text
+
+
+def format_interval(metric: str, low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "–"
+    return f"[{format_score(metric, low, signed=True)}, {format_score(metric, high, signed=True)}]"
+
+
+def format_threshold(metric: str, result: MetricResult) -> str:
+    text = format_score(metric, -result.threshold)
+    if result.min is not None:
+        text += f", min {format_score(metric, result.min)}"
+    return text
+
+
+def confidence_label(report: Report) -> str:
+    confidence = report.gate.confidence if report.gate else DEFAULT_CONFIDENCE
+    return f"{confidence * 100:g}% CI"
+
+
+def display_path(prompt: PromptReport) -> str:
+    """`old → new` for a rename, else the path; raw (escape before display)."""
+    if prompt.change == "renamed" and prompt.old_path and prompt.old_path != prompt.path:
+        return f"{prompt.old_path} → {prompt.path}"
+    return prompt.path
+
+
+def short_sha(sha: str) -> str:
+    return sha[:7]
+
+
+# --- pieces --------------------------------------------------------------------------------
+
+
+def _code(text: str) -> str:
+    """A code span for trusted text, fenced so that backticks inside cannot end it."""
+    text = " ".join(text.split())
+    longest_run, run = 0, 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest_run = max(longest_run, run)
+    fence = "`" * (longest_run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _header(report: Report, heading: str) -> str:
+    lines = [
+        MARKER,
+        f"## {VERDICT_ICONS[report.verdict]} {heading}: {VERDICT_WORDS[report.verdict]}",
+        "",
+        f"{_code(short_sha(report.base.sha))}..{_code(short_sha(report.head.sha))} "
+        f"(base {escape.inline(report.base.ref, 80)} → head {escape.inline(report.head.ref, 80)})"
+        f" · {_prompt_counts(report.prompts)}",
+    ]
+    if report.config_changed:
+        source = report.gate.config_source if report.gate else None
+        when = (
+            " The gate ran with the base branch's config; the change applies once merged."
+            if source == "base"
+            else ""
+        )
+        lines += ["", "> [!WARNING]", f"> This PR changes the gate config.{when}"]
+    if report.errors:
+        lines += ["", "**Errors**", ""]
+        lines += [f"- {escape.inline(error, 500)}" for error in report.errors]
+    return "\n".join(lines)
+
+
+def _prompt_counts(prompts: Sequence[PromptReport]) -> str:
+    if not prompts:
+        return "no prompt file changed"
+    counts = Counter(prompt.verdict for prompt in prompts)
+    noun = "prompt" if len(prompts) == 1 else "prompts"
+    parts = [f"{PROMPT_ICONS[v]} {n} {v}" for v, n in sorted(counts.items())]
+    return f"{len(prompts)} {noun}: " + " · ".join(parts)
+
+
+def _metric_table(prompt: PromptReport, ci_label: str) -> str:
+    rows = [
+        f"| metric | baseline | candidate | Δ | {ci_label} | threshold | status |",
+        "|---|--:|--:|--:|:-:|--:|:-:|",
+    ]
+    for name, result in prompt.metrics.items():
+        cells = [
+            escape.inline(name, 40),
+            format_score(name, result.baseline),
+            format_score(name, result.candidate),
+            format_score(name, result.delta, signed=True),
+            format_interval(name, result.ci_low, result.ci_high),
+            format_threshold(name, result),
+            STATUS_CELLS[result.status],
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _example_deltas(example: ExampleChange) -> str:
+    deltas = example.metric_deltas()
+    return " · ".join(
+        f"{escape.inline(name, 40)} {format_score(name, value, signed=True)}"
+        for name, value in deltas.items()
+    )
+
+
+def _output_cell(output: str | None, max_chars: int) -> str:
+    if output is None:
+        return "<td><em>no output</em></td>"
+    return f"<td><pre>{escape.block(output, max_chars)}</pre></td>"
+
+
+def _regressions(prompt: PromptReport, shown: int, output_chars: int) -> str:
+    examples = prompt.top_regressions[:shown]
+    if not examples:
+        return ""
+    total = len(prompt.top_regressions)
+    count = f"{total}" if shown >= total else f"showing {len(examples)} of {total}"
+    parts = [f"<details><summary>Top regressions ({count})</summary>", ""]
+    for example in examples:
+        deltas = _example_deltas(example)
+        title = escape.inline(example.id, 80) + (f" — {deltas}" if deltas else "")
+        parts += [
+            "<table>",
+            f'<tr><th colspan="2">{title}</th></tr>',
+            "<tr><th>baseline</th><th>candidate</th></tr>",
+            "<tr>"
+            + _output_cell(example.baseline_output, output_chars)
+            + _output_cell(example.candidate_output, output_chars)
+            + "</tr>",
+            "</table>",
+            "",
+        ]
+    parts.append("</details>")
+    return "\n".join(parts)
+
+
+def _prompt_section(
+    prompt: PromptReport, ci_label: str, shown_examples: int, output_chars: int
+) -> str:
+    icon = PROMPT_ICONS[prompt.verdict]
+    examples = f"{prompt.examples} example" + ("" if prompt.examples == 1 else "s")
+    facts = [f"*{prompt.change}*", f"**{prompt.verdict}**", examples]
+    if prompt.model:
+        facts.append(f"model {escape.inline(prompt.model, 80)}")
+    lines = [f"### {icon} {escape.inline(display_path(prompt), 300)}", "", " · ".join(facts)]
+    if prompt.dataset_changed:
+        dataset = f" ({escape.inline(prompt.dataset, 200)})" if prompt.dataset else ""
+        lines += [
+            "",
+            f"📝 The eval set{dataset} changed in this PR; both versions ran on the new one.",
+        ]
+    if prompt.error:
+        lines += ["", f"> ⚠️ {escape.inline(prompt.error, 1000)}"]
+    if prompt.metrics:
+        lines += ["", _metric_table(prompt, ci_label)]
+        reasons = [
+            f"- **{escape.inline(name, 40)}**: {escape.inline(result.reason, 300)}"
+            for name, result in prompt.metrics.items()
+            if result.status == "fail" and result.reason
+        ]
+        if reasons:
+            lines += ["", *reasons]
+    regressions = _regressions(prompt, shown_examples, output_chars)
+    if regressions:
+        lines += ["", regressions]
+    return "\n".join(lines)
+
+
+def _collapsed_line(prompt: PromptReport) -> str:
+    failing = [
+        f"{escape.inline(name, 40)} {format_score(name, result.delta, signed=True)}"
+        for name, result in prompt.metrics.items()
+        if result.status == "fail"
+    ]
+    tail = f" — failing: {', '.join(failing)}" if failing else ""
+    return (
+        f"- {PROMPT_ICONS[prompt.verdict]} {escape.inline(display_path(prompt), 200)} "
+        f"({prompt.change}): {prompt.verdict}{tail}"
+    )
+
+
+def _run_and_calls(report: Report) -> str:
+    lines = []
+    info = report.mlflow
+    if info.run_id:
+        run = _code(info.run_id)
+        if info.url:
+            run = f"[run {run}]({urllib.parse.quote(info.url, safe=':/#?&=%')})"
+        else:
+            run = f"run {run}"
+        where = f" in experiment {_code(info.experiment_id)}" if info.experiment_id else ""
+        store = (
+            f" at {escape.inline(info.tracking_uri, 200)}"
+            if info.tracking_uri and not info.url
+            else ""
+        )
+        lines.append(f"📈 MLflow: {run}{where}{store}")
+    if info.warning:
+        lines.append(f"⚠️ MLflow: {escape.inline(info.warning, 500)}")
+    calls = report.calls
+    lines.append(
+        f"🔁 Calls: {calls.requested} requested · {calls.cached} cached · {calls.made} made · "
+        f"{calls.retried} retried · {calls.failed} failed"
+    )
+    return "\n\n".join(lines)
+
+
+def _footer(report: Report) -> str:
+    lines = ["---", "<details><summary>How this gate decides</summary>", "", GATE_RULE]
+    gate = report.gate
+    if gate is not None:
+        facts = [
+            f"- {gate.confidence * 100:g}% paired bootstrap interval, "
+            f"{gate.bootstrap_resamples} resamples, seed {gate.seed}, "
+            f"{gate.samples} sample(s) per example and version"
+        ]
+        if gate.config_path or gate.config_hash:
+            config = escape.inline(gate.config_path or "config", 200)
+            source = f" from {gate.config_source}" if gate.config_source else ""
+            digest = f", hash {_code(gate.config_hash)}" if gate.config_hash else ""
+            facts.append(f"- config {config}{source}{digest}")
+        if gate.provider or gate.model:
+            facts.append(
+                f"- provider {escape.inline(gate.provider or '–', 80)}, "
+                f"model {escape.inline(gate.model or '–', 120)}"
+            )
+        facts += [
+            f"- {escape.inline(name, 40)}: {_code(signature)}"
+            for name, signature in gate.signatures.items()
+        ]
+        lines += ["", *facts]
+    lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
+# --- fitting into the limit ----------------------------------------------------------------
+
+
+@dataclass
+class _Trim:
+    output_chars: int = OUTPUT_CHARS[0]
+    examples_dropped: int = 0
+    collapsed: int = 0
+    omitted: int = 0
+
+    def note(self, has_mlflow_run: bool) -> str:
+        done = []
+        if self.output_chars < OUTPUT_CHARS[0]:
+            done.append(f"outputs cut to {self.output_chars} characters")
+        if self.examples_dropped:
+            done.append(f"{self.examples_dropped} example regression(s) left out")
+        if self.collapsed:
+            done.append(f"{self.collapsed} prompt section(s) collapsed to one line")
+        if self.omitted:
+            done.append(f"{self.omitted} prompt(s) not listed")
+        if not done:
+            return ""
+        full = (
+            "The JSON report and the MLflow run have" if has_mlflow_run else "The JSON report has"
+        )
+        return f"✂️ **Trimmed to fit GitHub's comment limit:** {'; '.join(done)}. {full} everything."
+
+
+def _importance(prompt: PromptReport) -> int:
+    """Lower is collapsed first: failures stay detailed longest."""
+    return {"fail": 2, "error": 1}.get(prompt.verdict, 0)
+
+
+class _Document:
+    def __init__(self, report: Report, heading: str) -> None:
+        self.report = report
+        self.top = _header(report, heading)
+        self.bottom = _run_and_calls(report) + "\n\n" + _footer(report)
+        self.ci_label = confidence_label(report)
+        self.has_run = report.mlflow.run_id is not None
+
+    def sections(self, shown_examples: int, output_chars: int) -> list[str]:
+        return [
+            _prompt_section(p, self.ci_label, shown_examples, output_chars)
+            for p in self.report.prompts
+        ]
+
+    def assemble(self, sections: Sequence[str], collapsed: Sequence[str], trim: _Trim) -> str:
+        blocks = [self.top]
+        note = trim.note(self.has_run)
+        if note:
+            blocks.append(note)
+        if not self.report.prompts:
+            blocks.append("No prompt file changed between base and head; nothing to evaluate.")
+        blocks += sections
+        if collapsed:
+            blocks.append("#### Prompts shown in one line\n\n" + "\n".join(collapsed))
+        if trim.omitted:
+            blocks.append(f"…and {trim.omitted} more prompt(s), not listed.")
+        blocks.append(self.bottom)
+        return "\n\n".join(blocks) + "\n"
+
+
+def render_markdown(report: Report, *, max_chars: int = 65_000, heading: str = "promptgate") -> str:
+    """The report as GitHub Markdown, at most `max_chars` characters.
+
+    When the full report is too long, detail goes in this order: example outputs are shortened,
+    then example regressions dropped (the same number per prompt, from the bottom of each
+    list), then whole prompt sections collapse to one line (passing prompts first, failures
+    last), then collapsed lines are left out. The comment says what was trimmed.
+    """
+    doc = _Document(report, heading)
+    prompts = report.prompts
+    total_examples = sum(len(p.top_regressions) for p in prompts)
+    most_examples = max((len(p.top_regressions) for p in prompts), default=0)
+
+    def shown_total(cap: int) -> int:
+        return sum(min(cap, len(p.top_regressions)) for p in prompts)
+
+    def attempt(cap: int, chars: int) -> str:
+        trim = _Trim(output_chars=chars, examples_dropped=total_examples - shown_total(cap))
+        return doc.assemble(doc.sections(cap, chars), [], trim)
+
+    for chars in OUTPUT_CHARS:
+        text = attempt(most_examples, chars)
+        if len(text) <= max_chars:
+            return text
+
+    # Fewer examples per prompt: the length grows with the cap, so bisect the largest that fits.
+    low, high = 0, most_examples - 1
+    best: str | None = None
+    while low <= high:
+        cap = (low + high) // 2
+        text = attempt(cap, OUTPUT_CHARS[-1])
+        if len(text) <= max_chars:
+            best, low = text, cap + 1
+        else:
+            high = cap - 1
+    if best is not None:
+        return best
+    return _collapse(doc, max_chars, total_examples)
+
+
+def _collapse(doc: _Document, max_chars: int, total_examples: int) -> str:
+    """Collapse prompt sections to one line, then leave lines out, least important first."""
+    prompts = doc.report.prompts
+    full = doc.sections(0, OUTPUT_CHARS[-1])
+    lines = [_collapsed_line(p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: (_importance(prompts[i]), -i))
+    steps = [("collapse", i) for i in order] + [("omit", i) for i in order]
+    trim = _Trim(output_chars=OUTPUT_CHARS[-1], examples_dropped=total_examples)
+    collapsed: set[int] = set()
+    omitted: set[int] = set()
+
+    def render() -> str:
+        sections = [full[i] for i in range(len(prompts)) if i not in collapsed]
+        shown = [lines[i] for i in range(len(prompts)) if i in collapsed and i not in omitted]
+        return doc.assemble(sections, shown, trim)
+
+    def apply(step: tuple[str, int]) -> int:
+        """Take one step; return roughly how many characters it saved."""
+        kind, i = step
+        if kind == "collapse":
+            collapsed.add(i)
+            trim.collapsed += 1
+            return len(full[i]) - len(lines[i]) + 1
+        omitted.add(i)
+        trim.collapsed -= 1
+        trim.omitted += 1
+        return len(lines[i]) + 1
+
+    # Estimate savings first so that many prompts do not mean many renders; the estimate
+    # ignores the trim note and list heading, so finish with exact renders.
+    taken = 0
+    length = len(render())
+    while taken < len(steps) and length > max_chars:
+        length -= apply(steps[taken])
+        taken += 1
+    text = render()
+    while taken < len(steps) and len(text) > max_chars:
+        apply(steps[taken])
+        taken += 1
+        text = render()
+    # Only a limit smaller than the header and footer gets here.
+    return text[:max_chars]

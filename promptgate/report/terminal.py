@@ -1,0 +1,110 @@
+"""The report as a short rich summary for the terminal and the CI log.
+
+Untrusted text (paths, refs, example ids, errors) is passed as `rich.text.Text`, which rich
+never parses for markup, so `[bold]` in a branch name prints as typed.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from promptgate.report.markdown import (
+    PROMPT_ICONS,
+    VERDICT_ICONS,
+    VERDICT_WORDS,
+    confidence_label,
+    display_path,
+    format_interval,
+    format_score,
+    format_threshold,
+    short_sha,
+)
+from promptgate.report.model import PromptReport, Report
+
+VERDICT_STYLES = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}
+PROMPT_STYLES = {"pass": "green", "fail": "red", "new": "cyan", "removed": "dim", "error": "yellow"}
+STATUS_TEXT = {"pass": Text("pass", style="green"), "fail": Text("FAIL", style="bold red")}
+WORST_EXAMPLES = 3
+
+
+def print_summary(report: Report, console: Console) -> None:
+    """Print the verdict, one table of metric deltas per prompt, the calls and the MLflow run."""
+    console.print(
+        Text.assemble(
+            (
+                f"{VERDICT_ICONS[report.verdict]} promptgate: {VERDICT_WORDS[report.verdict]}",
+                VERDICT_STYLES[report.verdict],
+            ),
+            f"  {short_sha(report.base.sha)}..{short_sha(report.head.sha)} (base ",
+            report.base.ref,
+            " → head ",
+            report.head.ref,
+            ")",
+        )
+    )
+    if report.config_changed:
+        console.print(Text("⚠ This PR changes the gate config.", style="yellow"))
+    for error in report.errors:
+        console.print(Text(f"error: {error}", style="red"))
+    if not report.prompts:
+        console.print("No prompt file changed; nothing to evaluate.")
+    ci_label = confidence_label(report)
+    for prompt in report.prompts:
+        _print_prompt(prompt, ci_label, console)
+    calls = report.calls
+    console.print(
+        f"Calls: {calls.requested} requested, {calls.cached} cached, {calls.made} made, "
+        f"{calls.retried} retried, {calls.failed} failed",
+        markup=False,
+    )
+    _print_mlflow(report, console)
+
+
+def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None:
+    title = Text.assemble(
+        f"{PROMPT_ICONS[prompt.verdict]} ",
+        (display_path(prompt), "bold"),
+        f" ({prompt.change}, {prompt.examples} examples): ",
+        (prompt.verdict, PROMPT_STYLES[prompt.verdict]),
+    )
+    console.print()
+    console.print(title)
+    if prompt.dataset_changed:
+        console.print(Text("  the eval set changed in this PR", style="dim"))
+    if prompt.error:
+        console.print(Text(f"  {prompt.error}", style="yellow"))
+    if prompt.metrics:
+        table = Table(box=None, padding=(0, 1), show_edge=False)
+        for column in ("  metric", "baseline", "candidate", "Δ", ci_label, "threshold", "status"):
+            justify = "left" if column in ("  metric", "status") else "right"
+            table.add_column(column, justify=justify, no_wrap=True)
+        for name, result in prompt.metrics.items():
+            table.add_row(
+                Text(f"  {name}"),
+                format_score(name, result.baseline),
+                format_score(name, result.candidate),
+                format_score(name, result.delta, signed=True),
+                format_interval(name, result.ci_low, result.ci_high),
+                format_threshold(name, result),
+                STATUS_TEXT[result.status],
+            )
+        console.print(table)
+    if prompt.verdict == "fail":
+        for example in prompt.top_regressions[:WORST_EXAMPLES]:
+            deltas = ", ".join(
+                f"{name} {format_score(name, value, signed=True)}"
+                for name, value in example.metric_deltas().items()
+            )
+            console.print(Text.assemble("  worst: ", (example.id, "bold"), f"  {deltas}"))
+
+
+def _print_mlflow(report: Report, console: Console) -> None:
+    info = report.mlflow
+    if info.run_id:
+        where = info.url or info.tracking_uri or ""
+        experiment = f" (experiment {info.experiment_id})" if info.experiment_id else ""
+        console.print(Text.assemble("MLflow run ", (info.run_id, "bold"), experiment, ": ", where))
+    if info.warning:
+        console.print(Text(f"MLflow: {info.warning}", style="yellow"))

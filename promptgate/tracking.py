@@ -1,0 +1,454 @@
+"""Log a gate run to MLflow: one parent run per gate, one nested child per prompt and version.
+
+    promptgate <base7>..<head7>          tags, gate params, call and verdict counts, report.json
+    ├── prompts/a.txt · baseline         params, aggregates, prompt text
+    └── prompts/a.txt · candidate        ... plus deltas, CI bounds, prompt.diff, examples.json
+
+A store that cannot be used is a warning and the verdict stands, unless `mlflow.required` is
+set (DESIGN.md "Exit codes"). Only `MlflowClient` is used, never the fluent API, so no active
+run or tracking URI is left behind in the caller's process; MLflow's HTTP settings are changed
+only for the duration of the call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+import urllib.parse
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from promptgate.config import MlflowConfig
+from promptgate.errors import CouldNotEvaluate
+from promptgate.evaluation import PromptEvaluation
+from promptgate.report.model import MlflowInfo, Report
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+Version = Literal["baseline", "candidate"]
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default for a new store
+
+# MLflow retries an unreachable store for minutes by default (7 retries, 2 s backoff factor,
+# 120 s timeout). A CI gate should give up in seconds. A value the user set wins.
+FAIL_FAST_HTTP_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+# set_terminated() would print a "View run" link to stdout; our reports carry the link.
+FORCED_ENV = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+QUIET_LOGGERS = ("mlflow", "alembic")
+
+EXAMPLES_TABLE = "examples.json"
+REPORT_ARTIFACT = "report.json"
+DIFF_ARTIFACT = "prompt.diff"
+_MAX_RUN_NAME = 240
+_INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
+
+logger = logging.getLogger(__name__)
+
+
+class _StoreProblem(Exception):
+    """A store problem already phrased for the user."""
+
+
+def log_gate_run(
+    report: Report,
+    evaluations: Sequence[PromptEvaluation],
+    settings: MlflowConfig,
+    *,
+    tracking_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> MlflowInfo:
+    """Log the gate to MLflow and say where it went.
+
+    The tracking URI is, in order: `tracking_uri`, $MLFLOW_TRACKING_URI, `settings.tracking_uri`,
+    then MLflow's default `sqlite:///mlflow.db` (relative to the working directory). The
+    returned info has `warning` set when the store could not be used, or raises
+    `CouldNotEvaluate` instead when `settings.required`.
+    """
+    uri = resolve_tracking_uri(settings, tracking_uri)
+    info = MlflowInfo(tracking_uri=redact_uri(uri))
+    try:
+        with _mlflow_environment():
+            _log(report, evaluations, settings, uri, dict(tags or {}), info)
+    except Exception as exc:  # any store failure; the verdict must not depend on the tracker
+        logger.debug("logging to MLflow failed", exc_info=True)
+        problem = _describe(exc, uri)
+        if settings.required:
+            raise CouldNotEvaluate(
+                f"MLflow tracking store {info.tracking_uri} could not be used: {problem}. "
+                "mlflow.required is true, so the gate cannot finish; fix the store or set "
+                "mlflow.required: false to make this a warning."
+            ) from exc
+        what = (
+            f"MLflow run {info.run_id} is incomplete"
+            if info.run_id
+            else f"MLflow tracking store {info.tracking_uri} could not be used"
+        )
+        info.warning = (
+            f"{what} ({problem}); the verdict stands. "
+            "Check mlflow.tracking_uri / MLFLOW_TRACKING_URI."
+        )
+    return info
+
+
+def resolve_tracking_uri(settings: MlflowConfig, explicit: str | None = None) -> str:
+    return (
+        explicit
+        or os.environ.get(TRACKING_URI_ENV)
+        or settings.tracking_uri
+        or DEFAULT_TRACKING_URI
+    )
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without user or password: it is shown in PR comments and logs."""
+    parts = urllib.parse.urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The MLflow UI page of a run, for an http(s) tracking server; None for other stores."""
+    if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+        return None
+    return f"{redact_uri(uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+# --- the environment MLflow runs in ------------------------------------------------------
+
+
+@contextmanager
+def _mlflow_environment() -> Iterator[None]:
+    """Fail-fast HTTP settings, quiet loggers and no deprecation noise, all restored afterwards."""
+    changes = {k: v for k, v in FAIL_FAST_HTTP_ENV.items() if k not in os.environ} | FORCED_ENV
+    saved_env = {key: os.environ.get(key) for key in changes}
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    saved_levels = [lg.level for lg in loggers]
+    os.environ.update(changes)
+    for lg in loggers:
+        if lg.getEffectiveLevel() < logging.WARNING:
+            lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # MLflow's own dependencies (SQLAlchemy, pandas) warn about MLflow's usage of them.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for lg, level in zip(loggers, saved_levels, strict=True):
+            lg.setLevel(level)
+
+
+def _ensure_sqlite_directory(uri: str) -> None:
+    """MLflow creates the database file but not its directory."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+_PROBLEMS = (
+    ("connection refused", "connection refused: is the server running?"),
+    ("failed to establish a new connection", "connection failed: is the server running?"),
+    ("timed out", "timed out"),
+    ("name or service not known", "host not found"),
+    ("temporary failure in name resolution", "host not found"),
+    ("nodename nor servname", "host not found"),
+    ("error code 401", "not authorized: check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME"),
+    ("401 client error", "not authorized: check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME"),
+    ("error code 403", "forbidden: check the credentials' permissions"),
+    ("403 client error", "forbidden: check the credentials' permissions"),
+    ("unable to open database file", "cannot open the SQLite database file"),
+)
+
+
+def _describe(exc: BaseException, uri: str) -> str:
+    """One short phrase for a store failure; MLflow's own messages run to a screenful."""
+    if isinstance(exc, _StoreProblem):
+        return str(exc)
+    text = str(exc).replace(uri, redact_uri(uri))
+    lowered = text.lower()
+    for needle, phrase in _PROBLEMS:
+        if needle in lowered:
+            return phrase
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first_line if len(first_line) <= 200 else first_line[:200] + "…"
+
+
+# --- what is logged ------------------------------------------------------------------------
+
+
+def _log(
+    report: Report,
+    evaluations: Sequence[PromptEvaluation],
+    settings: MlflowConfig,
+    uri: str,
+    tags: dict[str, str],
+    info: MlflowInfo,
+) -> None:
+    """Log everything, filling `info` as soon as each part is known (a failure keeps them)."""
+    from mlflow import MlflowClient
+
+    _ensure_sqlite_directory(uri)
+    client = MlflowClient(tracking_uri=uri)
+    info.experiment_id = _experiment_id(client, settings.experiment, uri)
+    base, head = report.base.sha[:7], report.head.sha[:7]
+    parent = client.create_run(
+        info.experiment_id,
+        run_name=f"promptgate {base}..{head}",
+        tags=_parent_tags(report) | tags,
+    )
+    parent_id: str = parent.info.run_id
+    info.run_id = parent_id
+    info.url = run_url(uri, info.experiment_id, parent_id)
+    try:
+        _log_batch(
+            client, parent_id, params=_parent_params(report), metrics=_parent_metrics(report)
+        )
+        for evaluation in evaluations:
+            for version in _versions(evaluation):
+                _log_child(client, info.experiment_id, parent_id, report, evaluation, version)
+        filled = report.model_copy(update={"mlflow": info.model_copy()})
+        client.log_text(parent_id, filled.model_dump_json(indent=2), REPORT_ARTIFACT)
+    except BaseException:
+        _terminate_quietly(client, parent_id, "FAILED")
+        raise
+    client.set_terminated(parent_id, "FINISHED")
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Beside a sqlite store's file, not MLflow's default `./mlruns` in whatever the cwd is."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    return (database.parent / "mlartifacts").as_uri()
+
+
+def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return str(client.create_experiment(name, artifact_location=_artifact_location(uri)))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)  # created concurrently
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        raise _StoreProblem(
+            f"experiment '{name}' is deleted; restore it (`mlflow experiments restore`) or set "
+            "mlflow.experiment to another name"
+        )
+    return str(experiment.experiment_id)
+
+
+def _versions(evaluation: PromptEvaluation) -> list[Version]:
+    change = evaluation.report.change
+    if change == "added":
+        return ["candidate"]
+    if change == "deleted":
+        return ["baseline"]
+    return ["baseline", "candidate"]
+
+
+def _parent_tags(report: Report) -> dict[str, str]:
+    tags = {
+        "promptgate.verdict": report.verdict,
+        "promptgate.base.ref": report.base.ref,
+        "promptgate.base.sha": report.base.sha,
+        "promptgate.head.ref": report.head.ref,
+        "promptgate.head.sha": report.head.sha,
+        "promptgate.config_changed": str(report.config_changed).lower(),
+        "mlflow.source.git.commit": report.head.sha,
+    }
+    if report.pr_number is not None:
+        tags["promptgate.pr"] = str(report.pr_number)
+    if report.gate is not None and report.gate.config_hash:
+        tags["promptgate.config_hash"] = report.gate.config_hash
+    return tags
+
+
+def _parent_params(report: Report) -> dict[str, object]:
+    params: dict[str, object] = {}
+    gate = report.gate
+    if gate is not None:
+        params |= {
+            "gate.confidence": gate.confidence,
+            "gate.samples": gate.samples,
+            "gate.bootstrap_resamples": gate.bootstrap_resamples,
+            "gate.seed": gate.seed,
+            "gate.config_path": gate.config_path,
+            "gate.config_source": gate.config_source,
+            "gate.config_hash": gate.config_hash,
+            "provider": gate.provider,
+            "model": gate.model,
+        }
+        params |= {f"signature.{name}": sig for name, sig in gate.signatures.items()}
+    for prompt in report.prompts:
+        for name, result in prompt.metrics.items():
+            params.setdefault(f"threshold.{name}.max_drop", result.threshold)
+            if result.min is not None:
+                params.setdefault(f"threshold.{name}.min", result.min)
+    return params
+
+
+def _parent_metrics(report: Report) -> dict[str, float | None]:
+    calls = report.calls.model_dump()
+    metrics: dict[str, float | None] = {f"calls.{k}": float(v) for k, v in calls.items()}
+    for verdict in ("pass", "fail", "new", "removed", "error"):
+        metrics[f"prompts.{verdict}"] = float(sum(p.verdict == verdict for p in report.prompts))
+    metrics["prompts.total"] = float(len(report.prompts))
+    return metrics
+
+
+def _log_child(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_id: str,
+    report: Report,
+    evaluation: PromptEvaluation,
+    version: Version,
+) -> None:
+    prompt = evaluation.report
+    path = (prompt.old_path or prompt.path) if version == "baseline" else prompt.path
+    text = evaluation.baseline_text if version == "baseline" else evaluation.candidate_text
+    generation = evaluation.generation.get(version)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{path} · {version}"[-_MAX_RUN_NAME:],
+        tags={
+            "mlflow.parentRunId": parent_id,
+            "promptgate.prompt": prompt.path,
+            "promptgate.version": version,
+            "promptgate.change": prompt.change,
+            "promptgate.prompt_verdict": prompt.verdict,
+        },
+    )
+    run_id: str = run.info.run_id
+    params: dict[str, object] = {
+        "prompt.path": path,
+        "prompt.version": version,
+        "prompt.hash": prompt.baseline_hash if version == "baseline" else prompt.candidate_hash,
+        "prompt.change": prompt.change,
+        "dataset": prompt.dataset,
+        "examples": prompt.examples,
+        "provider": report.gate.provider if report.gate else None,
+        "model": generation.model if generation else prompt.model,
+    }
+    if generation is not None:
+        params |= {"temperature": generation.temperature, "max_tokens": generation.max_tokens}
+    metrics: dict[str, float | None] = {}
+    for name, result in prompt.metrics.items():
+        metrics[name] = result.baseline if version == "baseline" else result.candidate
+        if version == "candidate":
+            metrics |= {
+                f"{name}.delta": result.delta,
+                f"{name}.ci_low": result.ci_low,
+                f"{name}.ci_high": result.ci_high,
+                f"{name}.failed": float(result.status == "fail"),
+            }
+    try:
+        _log_batch(client, run_id, params=params, metrics=metrics)
+        if text is not None:
+            client.log_text(run_id, text, f"prompt/{_file_name(path)}")
+        # The diff and the examples belong to the comparison: the candidate child, or the only one.
+        if version == _versions(evaluation)[-1]:
+            if prompt.diff:
+                client.log_text(run_id, prompt.diff, DIFF_ARTIFACT)
+            table = _examples_table(evaluation)
+            if table:
+                client.log_table(run_id, table, EXAMPLES_TABLE)
+    except BaseException:
+        _terminate_quietly(client, run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def _examples_table(evaluation: PromptEvaluation) -> dict[str, list[Any]]:
+    """Every example's outputs and scores, one row each, for MLflow's table view."""
+    examples = evaluation.examples
+    if not examples:
+        return {}
+    metrics = sorted(
+        {name for ex in examples for name in (*ex.baseline_scores, *ex.candidate_scores)}
+    )
+    table: dict[str, list[Any]] = {
+        "id": [ex.id for ex in examples],
+        "expected": [ex.expected for ex in examples],
+        "baseline_output": [_first(ex.baseline_outputs) for ex in examples],
+        "candidate_output": [_first(ex.candidate_outputs) for ex in examples],
+    }
+    if any(len(ex.baseline_outputs or ex.candidate_outputs or []) > 1 for ex in examples):
+        table["baseline_samples"] = [ex.baseline_outputs for ex in examples]
+        table["candidate_samples"] = [ex.candidate_outputs for ex in examples]
+    for name in metrics:
+        table[f"baseline.{name}"] = [ex.baseline_scores.get(name) for ex in examples]
+        table[f"candidate.{name}"] = [ex.candidate_scores.get(name) for ex in examples]
+        table[f"delta.{name}"] = [ex.deltas().get(name) for ex in examples]
+    return table
+
+
+def _first(outputs: list[str] | None) -> str | None:
+    return outputs[0] if outputs else None
+
+
+def _file_name(path: str) -> str:
+    name = PurePosixPath(path).name
+    return name if name not in ("", ".", "..") else "prompt.txt"
+
+
+def _key(name: str) -> str:
+    """MLflow keys allow letters, digits, `_ - . /` and space."""
+    return _INVALID_KEY_CHARS.sub("_", name)
+
+
+def _log_batch(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    params: Mapping[str, object],
+    metrics: Mapping[str, float | None],
+) -> None:
+    """One request for a run's params and metrics; None and non-finite values are left out."""
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        params=[Param(_key(k), str(v)[:6000]) for k, v in params.items() if v is not None],
+        metrics=[
+            Metric(_key(k), float(v), now, 0)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(v)
+        ],
+    )
+
+
+def _terminate_quietly(client: MlflowClient, run_id: str, status: str) -> None:
+    try:
+        client.set_terminated(run_id, status)
+    except Exception:  # the store is already failing; the original error is what matters
+        logger.debug("could not mark MLflow run %s %s", run_id, status, exc_info=True)

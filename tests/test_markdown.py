@@ -1,0 +1,410 @@
+"""The PR comment and the terminal summary: numbers, verdicts, and untrusted text made inert."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+from promptgate.compare import GATE_RULE
+from promptgate.report import escape
+from promptgate.report.markdown import MARKER, render_markdown
+from promptgate.report.model import (
+    CallStats,
+    ExampleChange,
+    GateInfo,
+    GitSide,
+    MetricResult,
+    MlflowInfo,
+    PromptReport,
+    Report,
+)
+from promptgate.report.terminal import print_summary
+
+BASE_SHA = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+HEAD_SHA = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+BLEU_SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.0"
+
+
+# --- builders ------------------------------------------------------------------------------
+
+
+def bleu_drop() -> MetricResult:
+    return MetricResult(
+        baseline=34.21,
+        candidate=30.04,
+        delta=-4.17,
+        ci_low=-6.02,
+        ci_high=-2.25,
+        threshold=2.0,
+        status="fail",
+        reason="mean drop 4.2 exceeds 2.0 and the interval is below 0",
+    )
+
+
+def bleu_steady() -> MetricResult:
+    return MetricResult(
+        baseline=34.2,
+        candidate=34.0,
+        delta=-0.2,
+        ci_low=-1.1,
+        ci_high=0.7,
+        threshold=2.0,
+        status="pass",
+    )
+
+
+def rouge_steady() -> MetricResult:
+    return MetricResult(
+        baseline=0.4512,
+        candidate=0.4598,
+        delta=0.0086,
+        ci_low=-0.004,
+        ci_high=0.021,
+        threshold=0.02,
+        min=0.3,
+        status="pass",
+    )
+
+
+def regression(example_id: str, baseline: str, candidate: str) -> ExampleChange:
+    return ExampleChange.model_validate(
+        {
+            "id": example_id,
+            "baseline_output": baseline,
+            "candidate_output": candidate,
+            "bleu": -12.34,
+            "rougeL": -0.1204,
+        }
+    )
+
+
+def prompt(
+    path: str = "prompts/summarize.txt",
+    *,
+    verdict: str = "fail",
+    change: str = "modified",
+    old_path: str | None = None,
+    regressions: list[ExampleChange] | None = None,
+    **fields: object,
+) -> PromptReport:
+    return PromptReport.model_validate(
+        {
+            "path": path,
+            "old_path": old_path,
+            "change": change,
+            "verdict": verdict,
+            "examples": 24,
+            "metrics": {
+                "bleu": bleu_drop() if verdict == "fail" else bleu_steady(),
+                "rougeL": rouge_steady(),
+            },
+            "top_regressions": regressions
+            if regressions is not None
+            else [regression("ex-7", "The cat sat.", "A dog ran.")],
+            **fields,
+        }
+    )
+
+
+def report(*prompts: PromptReport, verdict: str = "fail", **fields: object) -> Report:
+    return Report.model_validate(
+        {
+            "verdict": verdict,
+            "base": GitSide(ref="main", sha=BASE_SHA),
+            "head": GitSide(ref="feature/shorter", sha=HEAD_SHA),
+            "prompts": list(prompts),
+            "calls": CallStats(requested=48, cached=20, made=28, retried=2, failed=0),
+            "gate": GateInfo(
+                rule=GATE_RULE,
+                confidence=0.95,
+                samples=1,
+                bootstrap_resamples=2000,
+                seed=20240601,
+                config_path="promptgate.yaml",
+                config_source="base",
+                config_hash="abcdef0123456789",
+                provider="openai",
+                model="gpt-4o-mini",
+                signatures={"bleu": BLEU_SIGNATURE},
+            ),
+            **fields,
+        }
+    )
+
+
+def outside_pre(markdown: str) -> str:
+    """The comment with the contents of <pre> blocks removed: where Markdown is live."""
+    return re.sub(r"<pre>.*?</pre>", "<pre></pre>", markdown, flags=re.DOTALL)
+
+
+# --- verdicts and numbers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("verdict", "icon", "words"),
+    [("pass", "✅", "gate passed"), ("fail", "❌", "gate failed"), ("error", "⚠️", "could not")],
+)
+def test_the_heading_shows_the_verdict_with_its_icon(verdict: str, icon: str, words: str) -> None:
+    text = render_markdown(report(prompt(), verdict=verdict))
+    heading = text.splitlines()[1]
+    assert heading.startswith(f"## {icon} promptgate: {words}")
+
+
+def test_the_comment_starts_with_the_marker_and_names_base_and_head() -> None:
+    text = render_markdown(report(prompt()))
+    assert text.startswith(MARKER + "\n")
+    assert "`1111111`..`2222222`" in text
+    assert "main" in text and "feature/shorter" in text
+
+
+def test_the_metric_table_rounds_bleu_to_one_decimal_and_others_to_three() -> None:
+    text = render_markdown(report(prompt()))
+    assert "| metric | baseline | candidate | Δ | 95% CI | threshold | status |" in text
+    assert "| bleu | 34.2 | 30.0 | −4.2 | [−6.0, −2.2] | −2.0 | ❌ fail |" in text
+    assert (
+        "| rougeL | 0.451 | 0.460 | +0.009 | [−0.004, +0.021] | −0.020, min 0.300 | ✅ pass |"
+        in text
+    )
+
+
+def test_the_interval_label_follows_the_configured_confidence() -> None:
+    gated = report(prompt())
+    assert gated.gate is not None
+    gated.gate.confidence = 0.9
+    assert "| 90% CI |" in render_markdown(gated)
+
+
+def test_a_renamed_prompt_is_headed_old_path_arrow_new_path() -> None:
+    renamed = prompt("prompts/new.txt", change="renamed", old_path="prompts/old.txt")
+    text = render_markdown(report(renamed))
+    assert "### ❌ prompts/old.txt → prompts/new.txt" in text
+    assert "*renamed*" in text
+
+
+def test_an_added_prompt_has_no_baseline_numbers() -> None:
+    added = prompt(verdict="new", change="added", regressions=[])
+    added.metrics = {
+        "bleu": MetricResult(
+            baseline=None,
+            candidate=40.0,
+            delta=None,
+            ci_low=None,
+            ci_high=None,
+            threshold=2.0,
+            status="pass",
+        )
+    }
+    text = render_markdown(report(added, verdict="pass"))
+    assert "### 🆕 prompts/summarize.txt" in text
+    assert "| bleu | – | 40.0 | – | – | −2.0 | ✅ pass |" in text
+
+
+def test_a_config_change_is_called_out() -> None:
+    text = render_markdown(report(prompt(), config_changed=True))
+    assert "> [!WARNING]" in text
+    assert "changes the gate config" in text
+    assert "changes the gate config" not in render_markdown(report(prompt()))
+
+
+def test_notes_errors_run_link_calls_and_footer_appear() -> None:
+    noted = prompt(dataset="evals/summarize.jsonl", dataset_changed=True, error="2 calls failed")
+    text = render_markdown(
+        report(
+            noted,
+            mlflow=MlflowInfo(
+                tracking_uri="http://mlflow.example:5000",
+                experiment_id="3",
+                run_id="0123456789abcdef",
+                url="http://mlflow.example:5000/#/experiments/3/runs/0123456789abcdef",
+            ),
+        )
+    )
+    assert "evals/summarize.jsonl) changed in this PR" in text
+    assert "> ⚠️ 2 calls failed" in text
+    assert "[run `0123456789abcdef`](http://mlflow.example:5000/#/experiments/3/runs/" in text
+    assert "48 requested · 20 cached · 28 made · 2 retried · 0 failed" in text
+    assert GATE_RULE in text
+    assert f"`{BLEU_SIGNATURE}`" in text
+    assert "mean drop 4.2 exceeds 2.0" in text
+
+
+def test_a_tracking_warning_is_shown() -> None:
+    warned = report(prompt(), mlflow=MlflowInfo(warning="store unreachable"))
+    assert "⚠️ MLflow: store unreachable" in render_markdown(warned)
+
+
+def test_no_changed_prompt_says_so_even_without_gate_details() -> None:
+    text = render_markdown(report(verdict="pass", gate=None))
+    assert "no prompt file changed" in text.lower()
+    assert GATE_RULE in text
+    assert "| 95% CI |" not in text
+
+
+def test_regressions_show_both_outputs_side_by_side_with_deltas() -> None:
+    text = render_markdown(report(prompt()))
+    assert "<details><summary>Top regressions (1)</summary>" in text
+    assert "ex-7 — bleu −12.3 · rougeL −0.120" in text
+    assert "<td><pre>The cat sat.</pre></td><td><pre>A dog ran.</pre></td>" in text
+
+
+# --- untrusted text -----------------------------------------------------------------------
+
+HOSTILE = (
+    "Hi @octocat, see #123!\n"
+    "<script>alert(1)</script>\n"
+    "</details></pre></table>\n"
+    "```\nfenced\n```\n"
+    "| a | b |\n"
+    "\n"
+    "<!-- promptgate:report -->\n"
+    "**bold** [link](https://evil.example) $x$ GH-77"
+)
+
+
+def hostile_report() -> Report:
+    hostile = prompt(
+        "prompts/@octocat|x`y.txt",
+        regressions=[regression("ex-<b>1</b> @octocat #9", HOSTILE, HOSTILE)],
+        error=HOSTILE,
+    )
+    return report(hostile, head=GitSide(ref="@octocat/<script>", sha=HEAD_SHA), errors=[HOSTILE])
+
+
+def test_mentions_and_issue_references_are_not_live() -> None:
+    text = render_markdown(hostile_report())
+    assert re.search(r"@octocat", text) is None
+    assert re.search(r"#123\b", text) is None
+    assert "GH-77" not in text
+    assert "@\u200boctocat" in text
+
+
+def test_html_in_outputs_cannot_open_or_close_elements() -> None:
+    text = render_markdown(hostile_report())
+    assert "<script>" not in text
+    assert "&#60;script&#62;" in text  # inline (the error line)
+    assert "&lt;script&gt;" in text  # inside <pre>
+    assert "<b>" not in text
+    # Our own structure is intact: every <details> and <pre> we open is closed once.
+    assert text.count("<details>") == text.count("</details>") == 2
+    assert text.count("<pre>") == text.count("</pre>") == 2
+
+
+def test_the_marker_appears_exactly_once() -> None:
+    assert render_markdown(hostile_report()).count(MARKER) == 1
+
+
+def test_fences_pipes_and_emphasis_are_inert_outside_pre() -> None:
+    live = outside_pre(render_markdown(hostile_report()))
+    assert "```" not in live
+    assert "| a | b |" not in live
+    assert "**bold**" not in live
+    assert "[link](" not in live
+    assert "$x$" not in live
+    assert "prompts/@\u200boctocat&#124;x&#96;y.txt" in live
+
+
+def test_blank_lines_inside_outputs_cannot_end_the_html_block() -> None:
+    text = render_markdown(hostile_report())
+    for pre in re.findall(r"<pre>(.*?)</pre>", text, flags=re.DOTALL):
+        assert not re.search(r"^[ \t]*$", pre, flags=re.MULTILINE)
+
+
+def test_inline_flattens_and_truncates_visibly() -> None:
+    assert escape.inline("a\nb\r\n  c", 100) == "a b c"
+    assert escape.inline("x" * 50, 10) == "x" * 10 + "… (40 more characters)"
+    assert escape.inline("a\u202eb\x00c", 10) == "abc"
+
+
+def test_block_keeps_lines_and_truncates_visibly() -> None:
+    assert escape.block("one\n\ntwo  \n", 100) == "one\n&#32;\ntwo"
+    assert escape.block("y" * 30, 5) == "yyyyy… (25 more characters)"
+
+
+# --- size limit ---------------------------------------------------------------------------
+
+
+def big_report(prompts: int = 40, regressions: int = 10) -> Report:
+    long_output = ("This is a long and rambling model output. " * 60).strip()
+    return report(
+        *[
+            prompt(
+                f"prompts/p{i:02d}.txt",
+                verdict="fail" if i % 3 == 0 else "pass",
+                regressions=[
+                    regression(f"ex-{j}", long_output, long_output[::-1])
+                    for j in range(regressions)
+                ],
+            )
+            for i in range(prompts)
+        ]
+    )
+
+
+def test_a_large_report_stays_under_the_limit_and_says_what_it_trimmed() -> None:
+    text = render_markdown(big_report())
+    assert len(text) <= 65_000
+    assert "Trimmed to fit GitHub's comment limit" in text
+    assert "left out" in text
+    assert text.count(MARKER) == 1
+    assert text.rstrip().endswith("</details>")  # the footer survived
+
+
+def test_examples_go_before_prompt_sections() -> None:
+    text = render_markdown(big_report(prompts=40, regressions=10), max_chars=40_000)
+    assert len(text) <= 40_000
+    assert "collapsed" not in text
+    assert text.count("### ") == 40
+
+
+def test_when_sections_must_go_passing_prompts_collapse_before_failures() -> None:
+    text = render_markdown(big_report(prompts=40, regressions=3), max_chars=12_000)
+    assert len(text) <= 12_000
+    assert "prompt section(s) collapsed to one line" in text
+    assert "#### Prompts shown in one line" in text
+    detailed = {int(i) for i in re.findall(r"^### \S+ prompts/p(\d+)\.txt", text, re.MULTILINE)}
+    one_line = re.findall(r"^- (\S+) prompts/p(\d+)\.txt \(modified\): (\w+)", text, re.MULTILINE)
+    assert one_line, "some sections were collapsed"
+    assert all(icon == "✅" and verdict == "pass" for icon, _, verdict in one_line)
+    assert set(range(0, 40, 3)) <= detailed, "every failing prompt keeps its section"
+
+
+def test_even_a_tiny_limit_is_respected() -> None:
+    text = render_markdown(big_report(prompts=200, regressions=1), max_chars=3_000)
+    assert len(text) <= 3_000
+    assert text.startswith(MARKER)
+    assert "not listed" in text
+
+
+def test_a_report_that_fits_is_not_trimmed() -> None:
+    assert "Trimmed" not in render_markdown(report(prompt(), prompt("prompts/b.txt")))
+
+
+# --- terminal -----------------------------------------------------------------------------
+
+
+def test_the_terminal_summary_shows_verdict_metrics_calls_and_run() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, color_system=None)
+    printed = report(
+        prompt(),
+        mlflow=MlflowInfo(run_id="abc123", experiment_id="1", tracking_uri="sqlite:///mlflow.db"),
+    )
+    print_summary(printed, console)
+    out = buffer.getvalue()
+    assert "promptgate: gate failed" in out
+    assert "prompts/summarize.txt" in out
+    assert "−4.2" in out and "[−6.0, −2.2]" in out
+    assert "48 requested" in out
+    assert "MLflow run abc123" in out and "sqlite:///mlflow.db" in out
+
+
+def test_the_terminal_summary_prints_markup_in_untrusted_text_literally() -> None:
+    buffer = io.StringIO()
+    marked = prompt("prompts/[bold]x[/bold].txt", error="[red]boom[/]")
+    print_summary(report(marked), Console(file=buffer, width=120, color_system=None))
+    out = buffer.getvalue()
+    assert "prompts/[bold]x[/bold].txt" in out
+    assert "[red]boom[/]" in out
