@@ -28,15 +28,27 @@ out = Console()
 @app.command()
 def run(
     repo: Annotated[Path, typer.Option(help="Repository to judge.")] = Path("."),
-    base: Annotated[str | None, typer.Option(help="Base ref (default: origin/HEAD, else HEAD~1).")] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Base ref (default: origin/HEAD, else HEAD~1).")
+    ] = None,
     head: Annotated[str | None, typer.Option(help="Head ref (default: HEAD).")] = None,
-    config: Annotated[str, typer.Option(help="Config path, relative to the repo root.")] = "promptgate.yaml",
+    config: Annotated[
+        str, typer.Option(help="Config path, relative to the repo root.")
+    ] = "promptgate.yaml",
     report_json: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     report_md: Annotated[Path | None, typer.Option(help="Write the Markdown report here.")] = None,
-    all_prompts: Annotated[bool, typer.Option("--all", help="Evaluate every configured prompt, changed or not.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write cached LLM outputs.")] = False,
-    cache_path: Annotated[Path | None, typer.Option(help="Cache file (default: <repo>/.promptgate/cache.sqlite3).")] = None,
-    mlflow_tracking_uri: Annotated[str | None, typer.Option(help="Overrides MLFLOW_TRACKING_URI and the config.")] = None,
+    all_prompts: Annotated[
+        bool, typer.Option("--all", help="Evaluate every configured prompt, changed or not.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write cached LLM outputs.")
+    ] = False,
+    cache_path: Annotated[
+        Path | None, typer.Option(help="Cache file (default: <repo>/.promptgate/cache.sqlite3).")
+    ] = None,
+    mlflow_tracking_uri: Annotated[
+        str | None, typer.Option(help="Overrides MLFLOW_TRACKING_URI and the config.")
+    ] = None,
 ) -> None:
     """Judge the prompt files changed between merge-base(base, head) and head."""
     request = GateRequest(
@@ -100,7 +112,9 @@ def _escape(text: str) -> str:
 
 @app.command()
 def demo(
-    directory: Annotated[Path | None, typer.Option(help="Where to build the demo repository (default: a temp dir).")] = None,
+    directory: Annotated[
+        Path | None, typer.Option(help="Where to build the demo repository (default: a temp dir).")
+    ] = None,
 ) -> None:
     """Build a small example repository with a regressing PR branch and gate it, offline."""
     from promptgate.demo import run_demo

@@ -44,7 +44,9 @@ class PromptSpec(Strict):
 
 
 class MetricConfig(Strict):
-    max_drop: float = Field(ge=0, description="Largest tolerated drop of the mean, in the metric's own units.")
+    max_drop: float = Field(
+        ge=0, description="Largest tolerated drop of the mean, in the metric's own units."
+    )
     min: float | None = Field(default=None, description="Absolute floor on the candidate score.")
     model: str | None = Field(default=None, description="Embedding model (semantic only).")
 

@@ -62,7 +62,10 @@ TRANSLATE_V2 = "{{ phrase }}  \n"  # whitespace only: the gate must see no diffe
 TICKETS = [
     ("login-500", "Every login attempt returns HTTP 500 for users on the EU cluster since 09:00."),
     ("slow-export", "CSV export of large projects takes more than ten minutes and then times out."),
-    ("billing-dup", "The customer was charged twice for the November invoice after a payment retry."),
+    (
+        "billing-dup",
+        "The customer was charged twice for the November invoice after a payment retry.",
+    ),
     ("sso-loop", "SAML single sign-on redirects users back to the login page in an endless loop."),
     ("mobile-crash", "The Android app crashes on start-up after updating to version 4.2.0."),
     ("webhook-delay", "Webhooks for new orders arrive with a delay of up to forty minutes."),
@@ -91,8 +94,12 @@ def build_demo_repo(root: Path) -> git.Repo:
         "promptgate.yaml": CONFIG.replace("{mlflow_db}", mlflow_db),
         "prompts/summarize.prompt.yml": SUMMARIZE_V1,
         "prompts/reply.txt": TRANSLATE_V1,
-        "evals/summarize.jsonl": _jsonl({"id": i, "vars": {"ticket": t}, "expected": t} for i, t in TICKETS),
-        "evals/reply.jsonl": _jsonl({"id": i, "vars": {"phrase": p}, "expected": p} for i, p in PHRASES),
+        "evals/summarize.jsonl": _jsonl(
+            {"id": i, "vars": {"ticket": t}, "expected": t} for i, t in TICKETS
+        ),
+        "evals/reply.jsonl": _jsonl(
+            {"id": i, "vars": {"phrase": p}, "expected": p} for i, p in PHRASES
+        ),
     }
     _commit(repo, files, "Add prompts and eval sets")
     repo.create_head("pr").checkout()
@@ -127,7 +134,9 @@ def run_demo(directory: Path | None, console: Console) -> int:
     build_demo_repo(repo_dir)
     report_json, report_md = workdir / "report.json", workdir / "report.md"
     console.print(f"[bold]promptgate demo[/]: example repository at {repo_dir}")
-    console.print("branch [cyan]pr[/] regresses prompts/summarize.prompt.yml and reformats prompts/reply.txt")
+    console.print(
+        "branch [cyan]pr[/] regresses prompts/summarize.prompt.yml and reformats prompts/reply.txt"
+    )
     console.print("provider: [yellow]offline echo[/] (deterministic, not an LLM)\n")
     request = GateRequest(
         repo=repo_dir,
@@ -140,7 +149,9 @@ def run_demo(directory: Path | None, console: Console) -> int:
     code = execute(request, console)
     console.print(f"\nJSON report:     {report_json}\nMarkdown report: {report_md}")
     console.print(f"MLflow store:    sqlite:///{(workdir / 'mlflow.db').as_posix()}")
-    console.print(f"  browse it:     mlflow ui --backend-store-uri sqlite:///{(workdir / 'mlflow.db').as_posix()}")
+    console.print(
+        f"  browse it:     mlflow ui --backend-store-uri sqlite:///{(workdir / 'mlflow.db').as_posix()}"
+    )
     if code == ExitCode.FAILED:
         console.print("\n[bold green]demo OK[/]: the gate failed the regressing PR (exit 1 in CI).")
         return 0

@@ -20,7 +20,7 @@ from promptgate.gate_config import GateConfig, load_gate_config
 from promptgate.metrics import Metric, ScoredSide, make_metric
 from promptgate.plan import PromptPlan, Side, plan_prompt
 from promptgate.providers import make_provider
-from promptgate.providers.base import ChatRequest
+from promptgate.providers.base import ChatRequest, Provider
 from promptgate.report.model import (
     CallStats,
     ExampleChange,
@@ -50,7 +50,9 @@ class GateResult:
 
 
 def exit_code_for(verdict: Verdict) -> ExitCode:
-    return {"pass": ExitCode.PASSED, "fail": ExitCode.FAILED}.get(verdict, ExitCode.COULD_NOT_EVALUATE)
+    return {"pass": ExitCode.PASSED, "fail": ExitCode.FAILED}.get(
+        verdict, ExitCode.COULD_NOT_EVALUATE
+    )
 
 
 def run_gate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:
@@ -81,10 +83,19 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
     plans = [plan_prompt(rng, change, config) for change in changes]
 
-    flat = [r for plan in plans for side in plan.sides() for samples in plan.requests[side] for r in samples]
+    flat = [
+        r
+        for plan in plans
+        for side in plan.sides()
+        for samples in plan.requests[side]
+        for r in samples
+    ]
     metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
+    # The provider and its HTTP stack load first so the first request waits on nothing; the
+    # metrics' heavy imports then run in the background while calls are in flight.
+    provider = make_provider(config.provider) if flat else None
     metrics_ready = _prepare_in_background(list(metrics.values()) if flat else [])
-    outputs, calls, failures = _generate(flat, config, request, repo_root, progress)
+    outputs, calls, failures = _generate(flat, provider, config, request, repo_root, progress)
     _distribute(plans, outputs)
     metrics_ready()
     evaluations = [_judge(plan, metrics, config, rng) for plan in plans]
@@ -135,14 +146,14 @@ def _prepare_in_background(metrics: list[Metric]) -> Callable[[], None]:
 
 def _generate(
     requests: list[ChatRequest],
+    provider: Provider | None,
     config: Config,
     request: GateRequest,
     repo_root: Path,
     progress: ProgressStart | None,
 ) -> tuple[list[str | None], CallStats, list[str]]:
-    if not requests:
+    if not requests or provider is None:
         return [], CallStats(), []
-    provider = make_provider(config.provider)
     cache = None
     if request.use_cache:
         cache = ResponseCache(request.cache_path or default_cache_path(repo_root))
@@ -173,7 +184,9 @@ def _distribute(plans: list[PromptPlan], outputs: list[str | None]) -> None:
             plan.outputs[side] = per_example
 
 
-def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: GitRange) -> PromptEvaluation:
+def _judge(
+    plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: GitRange
+) -> PromptEvaluation:
     change = plan.change
     report = PromptReport(
         path=change.path,
@@ -196,7 +209,9 @@ def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: Gi
     )
     if change.change == "deleted":
         return evaluation
-    failed = sum(o is None for side in plan.sides() for samples in plan.outputs[side] for o in samples)
+    failed = sum(
+        o is None for side in plan.sides() for samples in plan.outputs[side] for o in samples
+    )
     if failed:
         report.verdict = "error"
         report.error = f"{failed} generation(s) failed after retries; nothing was scored"
@@ -227,14 +242,18 @@ def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: Gi
 
 def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
     first = requests[0][0]  # every request of one side shares model and parameters
-    return GenerationSettings(model=first.model, temperature=first.temperature, max_tokens=first.max_tokens)
+    return GenerationSettings(
+        model=first.model, temperature=first.temperature, max_tokens=first.max_tokens
+    )
 
 
 def _texts(per_example: list[list[str | None]]) -> list[list[str]]:
     return [[text or "" for text in samples] for samples in per_example]
 
 
-def _example_results(plan: PromptPlan, scored: dict[Side, dict[str, ScoredSide]]) -> list[ExampleResult]:
+def _example_results(
+    plan: PromptPlan, scored: dict[Side, dict[str, ScoredSide]]
+) -> list[ExampleResult]:
     results = []
     for index, example in enumerate(plan.examples):
         outputs = {side: _texts(plan.outputs[side])[index] for side in plan.sides()}
@@ -244,8 +263,12 @@ def _example_results(plan: PromptPlan, scored: dict[Side, dict[str, ScoredSide]]
                 expected=example.expected,
                 baseline_outputs=outputs.get("baseline"),
                 candidate_outputs=outputs.get("candidate"),
-                baseline_scores={n: float(s.per_example[index]) for n, s in scored.get("baseline", {}).items()},
-                candidate_scores={n: float(s.per_example[index]) for n, s in scored["candidate"].items()},
+                baseline_scores={
+                    n: float(s.per_example[index]) for n, s in scored.get("baseline", {}).items()
+                },
+                candidate_scores={
+                    n: float(s.per_example[index]) for n, s in scored["candidate"].items()
+                },
             )
         )
     return results
@@ -256,7 +279,8 @@ def _top_regressions(examples: list[ExampleResult], config: Config) -> list[Exam
 
     def badness(example: ExampleResult) -> float:
         return sum(
-            delta / (config.metrics[name].max_drop or 1.0) for name, delta in example.deltas().items()
+            delta / (config.metrics[name].max_drop or 1.0)
+            for name, delta in example.deltas().items()
         )
 
     regressed = sorted((e for e in examples if badness(e) < 0), key=badness)

@@ -54,7 +54,9 @@ def dataset_path_for(prompt_path: str, pattern: str) -> str:
 
 def plan_prompt(rng: GitRange, change: PromptChange, config: Config) -> PromptPlan:
     baseline_path = change.old_path or change.path
-    baseline_text = None if change.change == "added" else rng.read(rng.merge_base_sha, baseline_path)
+    baseline_text = (
+        None if change.change == "added" else rng.read(rng.merge_base_sha, baseline_path)
+    )
     candidate_text = None if change.change == "deleted" else rng.read(rng.head_sha, change.path)
     baseline = parse_prompt(baseline_path, baseline_text) if baseline_text is not None else None
     candidate = parse_prompt(change.path, candidate_text) if candidate_text is not None else None

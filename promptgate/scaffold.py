@@ -21,9 +21,7 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
     targets = {source: root / target for source, target in FILES.items()}
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing and not force:
-        raise BadInput(
-            f"would overwrite {', '.join(existing)}; move them away or pass --force"
-        )
+        raise BadInput(f"would overwrite {', '.join(existing)}; move them away or pass --force")
     written = []
     for source, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)

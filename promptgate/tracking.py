@@ -134,6 +134,8 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
 @contextmanager
 def _mlflow_environment() -> Iterator[None]:
     """Fail-fast HTTP settings, quiet loggers and no deprecation noise, all restored afterwards."""
+    import mlflow  # noqa: F401 - it sets its loggers' levels on import, so import before quieting
+
     changes = {k: v for k, v in FAIL_FAST_HTTP_ENV.items() if k not in os.environ} | FORCED_ENV
     saved_env = {key: os.environ.get(key) for key in changes}
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]

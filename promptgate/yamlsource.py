@@ -20,7 +20,9 @@ def load_yaml(text: str, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise BadInput(f"not valid YAML ({problem}); fix the syntax", file=source, line=line) from exc
+        raise BadInput(
+            f"not valid YAML ({problem}); fix the syntax", file=source, line=line
+        ) from exc
 
 
 def line_of(text: str, loc: Sequence[int | str]) -> int | None:

@@ -34,7 +34,8 @@ TEXTS = [
 
 def jsonl(texts: list[str] = TEXTS, variable: str = "text") -> str:
     return "".join(
-        json.dumps({"id": f"ex-{i}", "vars": {variable: t}, "expected": t}) + "\n" for i, t in enumerate(texts)
+        json.dumps({"id": f"ex-{i}", "vars": {variable: t}, "expected": t}) + "\n"
+        for i, t in enumerate(texts)
     )
 
 
@@ -75,7 +76,14 @@ class PromptRepo:
     builder: RepoBuilder
     workdir: Path
 
-    def gate(self, *, base: str = "main", head: str = "pr", use_cache: bool = True, all_prompts: bool = False) -> GateRun:
+    def gate(
+        self,
+        *,
+        base: str = "main",
+        head: str = "pr",
+        use_cache: bool = True,
+        all_prompts: bool = False,
+    ) -> GateRun:
         report_path = self.workdir / "report.json"
         report_path.unlink(missing_ok=True)
         request = GateRequest(

@@ -15,7 +15,11 @@ class RepoBuilder:
         self.repo = git.Repo.init(root, initial_branch="main")
 
     def commit(
-        self, files: dict[str, str] | None = None, message: str = "change", *, delete: tuple[str, ...] = ()
+        self,
+        files: dict[str, str] | None = None,
+        message: str = "change",
+        *,
+        delete: tuple[str, ...] = (),
     ) -> str:
         for name, text in (files or {}).items():
             path = self.root / name

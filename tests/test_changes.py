@@ -15,7 +15,9 @@ SPECS = [PromptSpec(path="prompts/**/*.txt", dataset="evals/{stem}.jsonl")]
 @pytest.fixture
 def repo(tmp_path: Path) -> RepoBuilder:
     builder = RepoBuilder(tmp_path / "repo")
-    builder.commit({"prompts/a.txt": "A {{ x }}", "prompts/b.txt": "B {{ x }}", "README.md": "hi"}, "base")
+    builder.commit(
+        {"prompts/a.txt": "A {{ x }}", "prompts/b.txt": "B {{ x }}", "README.md": "hi"}, "base"
+    )
     builder.branch("pr")
     return builder
 
@@ -40,7 +42,9 @@ def test_no_prompt_change_finds_nothing(repo: RepoBuilder) -> None:
 
 
 def test_modified_added_and_deleted_prompts_are_found(repo: RepoBuilder) -> None:
-    repo.commit({"prompts/a.txt": "A2 {{ x }}", "prompts/new/c.txt": "C"}, delete=("prompts/b.txt",))
+    repo.commit(
+        {"prompts/a.txt": "A2 {{ x }}", "prompts/new/c.txt": "C"}, delete=("prompts/b.txt",)
+    )
     assert _changes(repo) == [
         ("prompts/a.txt", None, "modified"),
         ("prompts/b.txt", None, "deleted"),
@@ -97,7 +101,9 @@ def _shallow_clone(source: Path, target: Path, branch: str) -> git.Repo:
     return git.Repo(target)
 
 
-def test_a_shallow_clone_without_a_remote_asks_for_fetch_depth_zero(repo: RepoBuilder, tmp_path: Path) -> None:
+def test_a_shallow_clone_without_a_remote_asks_for_fetch_depth_zero(
+    repo: RepoBuilder, tmp_path: Path
+) -> None:
     repo.commit({"prompts/a.txt": "A2"})
     base_sha = repo.repo.heads["main"].commit.hexsha
     clone = _shallow_clone(repo.root, tmp_path / "clone", "pr")
@@ -113,4 +119,6 @@ def test_a_shallow_clone_with_a_remote_fetches_the_base(repo: RepoBuilder, tmp_p
     clone = _shallow_clone(repo.root, tmp_path / "clone", "pr")
     rng = resolve_range(clone, base_sha, "HEAD")
     assert rng.merge_base_sha == base_sha
-    assert [(c.path, c.change) for c in changed_prompts(rng, SPECS)] == [("prompts/a.txt", "modified")]
+    assert [(c.path, c.change) for c in changed_prompts(rng, SPECS)] == [
+        ("prompts/a.txt", "modified")
+    ]

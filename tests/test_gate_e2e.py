@@ -59,7 +59,9 @@ def test_a_whitespace_only_change_has_zero_delta(make_repo) -> None:
         assert result.delta == 0.0 and result.ci_low == 0.0 and result.ci_high == 0.0
 
 
-def test_a_regression_fails_the_gate_with_the_worst_examples_shown(make_repo, stub: LLMStub) -> None:
+def test_a_regression_fails_the_gate_with_the_worst_examples_shown(
+    make_repo, stub: LLMStub
+) -> None:
     repo = make_repo({"prompts/a.txt": GOOD})
     repo.builder.commit({"prompts/a.txt": CHATTY})
     run = repo.gate()
@@ -69,7 +71,9 @@ def test_a_regression_fails_the_gate_with_the_worst_examples_shown(make_repo, st
     bleu = prompt.metrics["bleu"]
     assert bleu.baseline == pytest.approx(100.0) and bleu.delta is not None and bleu.delta < -2.0
     assert bleu.ci_high is not None and bleu.ci_high < 0 and bleu.status == "fail"
-    assert prompt.top_regressions and prompt.top_regressions[0].candidate_output.startswith("Well, let me")
+    assert prompt.top_regressions and prompt.top_regressions[0].candidate_output.startswith(
+        "Well, let me"
+    )
     assert prompt.diff is not None and "+Well, let me think" in prompt.diff
     assert run.report.calls.made == 2 * len(TEXTS)
     assert all(r.headers.get("authorization") == f"Bearer {API_KEY}" for r in stub.requests)
@@ -92,18 +96,28 @@ def test_a_renamed_prompt_is_compared_with_its_old_path(make_repo) -> None:
     repo.builder.rename("prompts/a.txt", "prompts/b.txt")
     run = repo.gate()
     (prompt,) = run.report.prompts
-    assert (prompt.path, prompt.old_path, prompt.change) == ("prompts/b.txt", "prompts/a.txt", "renamed")
+    assert (prompt.path, prompt.old_path, prompt.change) == (
+        "prompts/b.txt",
+        "prompts/a.txt",
+        "renamed",
+    )
     assert prompt.metrics["bleu"].baseline == pytest.approx(100.0)
     assert prompt.metrics["bleu"].delta == 0.0
 
 
 def test_an_added_prompt_is_new_and_a_deleted_one_removed(make_repo, stub: LLMStub) -> None:
     repo = make_repo({"prompts/old.txt": GOOD})
-    repo.builder.commit({"prompts/fresh.txt": "Q: {{ text }}\n", "evals/fresh.jsonl": jsonl()}, delete=("prompts/old.txt",))
+    repo.builder.commit(
+        {"prompts/fresh.txt": "Q: {{ text }}\n", "evals/fresh.jsonl": jsonl()},
+        delete=("prompts/old.txt",),
+    )
     run = repo.gate()
     assert run.exit_code == 0
     verdicts = {p.path: (p.change, p.verdict) for p in run.report.prompts}
-    assert verdicts == {"prompts/fresh.txt": ("added", "new"), "prompts/old.txt": ("deleted", "removed")}
+    assert verdicts == {
+        "prompts/fresh.txt": ("added", "new"),
+        "prompts/old.txt": ("deleted", "removed"),
+    }
     fresh = next(p for p in run.report.prompts if p.path == "prompts/fresh.txt")
     assert fresh.metrics["bleu"].baseline is None and fresh.metrics["bleu"].candidate is not None
     assert stub.request_count == len(TEXTS)  # the candidate side only
@@ -111,7 +125,9 @@ def test_an_added_prompt_is_new_and_a_deleted_one_removed(make_repo, stub: LLMSt
 
 def test_of_several_prompts_only_the_regressed_one_fails(make_repo) -> None:
     repo = make_repo({"prompts/a.txt": GOOD, "prompts/b.txt": GOOD, "prompts/c.txt": GOOD})
-    repo.builder.commit({"prompts/a.txt": "{{ text }} \n", "prompts/b.txt": CHATTY, "prompts/c.txt": "{{text}}"})
+    repo.builder.commit(
+        {"prompts/a.txt": "{{ text }} \n", "prompts/b.txt": CHATTY, "prompts/c.txt": "{{text}}"}
+    )
     run = repo.gate()
     assert run.exit_code == 1
     assert {p.path: p.verdict for p in run.report.prompts} == {
@@ -140,10 +156,20 @@ def test_a_github_models_prompt_file_uses_its_test_data(make_repo, stub: LLMStub
         {"prompts/s.prompt.yml": PROMPT_YML + test_data},
         prompts="  - path: prompts/*.prompt.yml\n",
     )
-    repo.builder.commit({"prompts/s.prompt.yml": (PROMPT_YML + test_data).replace('"{{text}}"', '"Answer: {{text}}"')})
+    repo.builder.commit(
+        {
+            "prompts/s.prompt.yml": (PROMPT_YML + test_data).replace(
+                '"{{text}}"', '"Answer: {{text}}"'
+            )
+        }
+    )
     run = repo.gate()
     (prompt,) = run.report.prompts
-    assert prompt.examples == 6 and prompt.metrics["bleu"].delta is not None and prompt.metrics["bleu"].delta < 0
+    assert (
+        prompt.examples == 6
+        and prompt.metrics["bleu"].delta is not None
+        and prompt.metrics["bleu"].delta < 0
+    )
     system_turns = {r.body["messages"][0]["content"] for r in stub.requests}
     assert system_turns == {"Repeat the text."}
     assert {r.body["max_tokens"] for r in stub.requests} == {64}
@@ -197,7 +223,10 @@ def test_a_second_run_is_answered_entirely_from_the_cache(make_repo, stub: LLMSt
     seen = stub.request_count
     second = repo.gate()
     assert stub.request_count == seen
-    assert second.report.calls.made == 0 and second.report.calls.cached == second.report.calls.requested
+    assert (
+        second.report.calls.made == 0
+        and second.report.calls.cached == second.report.calls.requested
+    )
     assert second.report.prompts[0].metrics == first.report.prompts[0].metrics
     # a new push on the PR re-uses the base side
     repo.builder.commit({"prompts/a.txt": CHATTY + "More.\n"})

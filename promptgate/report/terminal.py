@@ -6,6 +6,8 @@ never parses for markup, so `[bold]` in a branch name prints as typed.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -78,7 +80,9 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
     if prompt.metrics:
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for column in ("  metric", "baseline", "candidate", "Δ", ci_label, "threshold", "status"):
-            justify = "left" if column in ("  metric", "status") else "right"
+            justify: Literal["left", "right"] = (
+                "left" if column in ("  metric", "status") else "right"
+            )
             table.add_column(column, justify=justify, no_wrap=True)
         for name, result in prompt.metrics.items():
             table.add_row(

@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""The Docker action's entry point: the Actions environment in, an exit code out.
+
+All logic lives in promptgate.action, which the tests drive without GitHub.
+"""
+
+import os
+import sys
+
+from promptgate.action import main
+
+if __name__ == "__main__":
+    sys.exit(main(os.environ))

@@ -1,0 +1,170 @@
+"""The GitHub Action: event -> GateRequest -> gate -> comment, summary, outputs, exit code.
+
+entrypoint.py only calls `main(os.environ)`; everything here runs in tests without GitHub.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+
+from promptgate.errors import ExitCode, GateError
+from promptgate.gate import error_report, run_gate, write_reports
+from promptgate.github.event import ActionInputs, EventContext, read_event, read_inputs
+from promptgate.github.workflow import WorkflowCommands, append_summary, write_outputs
+from promptgate.report.markdown import render_markdown
+from promptgate.report.model import Report
+from promptgate.report.terminal import print_summary
+from promptgate.request import GateRequest
+
+COMMENT_LIMIT = 65_000  # GitHub's limit is 65,536 characters; keep a margin
+SUMMARY_LIMIT = 1_000_000  # the job summary takes up to 1 MiB per step
+REPORT_DIR = ".promptgate"
+SECRET_ENV_VARS = ("OPENAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN")
+
+
+def main(env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
+    commands = WorkflowCommands(out)
+    try:
+        inputs = read_inputs(env)
+    except GateError as exc:
+        commands.error(str(exc), title="promptgate")
+        return int(exc.exit_code)
+    for secret in [inputs.github_token, *(env.get(name, "") for name in SECRET_ENV_VARS)]:
+        commands.mask(secret)
+    workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
+    trust_workspace(workspace)
+
+    report_json = workspace / REPORT_DIR / "report.json"
+    report_md = workspace / REPORT_DIR / "report.md"
+    try:
+        event = read_event(env, inputs)
+        request = _gate_request(workspace, inputs, event, report_json, report_md)
+    except GateError as exc:
+        commands.error(str(exc), title="promptgate")
+        return int(exc.exit_code)
+
+    with commands.group("promptgate: evaluating prompt changes"):
+        report, code = _evaluate(request, commands)
+    print_summary(report, Console(file=out, width=120, color_system=None))
+
+    _annotate(report, commands)
+    summary_path = env.get("GITHUB_STEP_SUMMARY")
+    if summary_path:
+        append_summary(Path(summary_path), render_markdown(report, max_chars=SUMMARY_LIMIT))
+    comment_url = _comment(report, inputs, event, env, commands)
+    output_path = env.get("GITHUB_OUTPUT")
+    if output_path:
+        write_outputs(
+            Path(output_path),
+            {
+                "verdict": report.verdict,
+                "report-path": report_json.relative_to(workspace).as_posix(),
+                "mlflow-run-id": report.mlflow.run_id or "",
+                "comment-url": comment_url or "",
+            },
+        )
+    if code == ExitCode.FAILED and not inputs.fail_on_regression:
+        commands.warning("the gate failed, but fail-on-regression is false: the step passes")
+        return int(ExitCode.PASSED)
+    return code
+
+
+def _evaluate(request: GateRequest, commands: WorkflowCommands) -> tuple[Report, int]:
+    """The gate's report and exit code; bad input still yields a report to show on the PR."""
+    try:
+        result = run_gate(request)
+    except GateError as exc:
+        commands.error(str(exc), title="promptgate")
+        report = error_report(request, exc)
+        write_reports(report, request)
+        return report, int(exc.exit_code)
+    return result.report, int(result.exit_code)
+
+
+def trust_workspace(workspace: Path) -> None:
+    """Let git work on a checkout owned by another uid (the runner's), as a container sees it.
+
+    Set as command-scope config through the environment, so no global file is written.
+    """
+    count = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    os.environ[f"GIT_CONFIG_KEY_{count}"] = "safe.directory"
+    os.environ[f"GIT_CONFIG_VALUE_{count}"] = str(workspace.resolve())
+    os.environ["GIT_CONFIG_COUNT"] = str(count + 1)
+
+
+def _gate_request(
+    workspace: Path, inputs: ActionInputs, event: EventContext, report_json: Path, report_md: Path
+) -> GateRequest:
+    tags = {
+        "promptgate.event": event.event_name,
+        "promptgate.repository": event.repository,
+        "promptgate.actor": event.actor,
+    }
+    if event.run_url:
+        tags["promptgate.run_url"] = event.run_url
+    return GateRequest(
+        repo=workspace,
+        base=event.base,
+        head=event.head,
+        config_path=inputs.config,
+        all_prompts=event.all_prompts or inputs.all,
+        report_json=report_json,
+        report_md=report_md,
+        mlflow_tracking_uri=inputs.mlflow_tracking_uri or None,
+        pr_number=event.pr_number,
+        tags={k: v for k, v in tags.items() if v},
+    )
+
+
+def _annotate(report: Report, commands: WorkflowCommands) -> None:
+    for prompt in report.prompts:
+        if prompt.verdict == "fail":
+            reasons = "; ".join(
+                f"{name}: {result.reason}"
+                for name, result in prompt.metrics.items()
+                if result.status == "fail"
+            )
+            commands.error(
+                reasons or "regressed", file=prompt.path, title="promptgate: prompt regressed"
+            )
+        elif prompt.verdict == "error":
+            commands.error(
+                prompt.error or "could not be evaluated", file=prompt.path, title="promptgate"
+            )
+
+
+def _comment(
+    report: Report,
+    inputs: ActionInputs,
+    event: EventContext,
+    env: Mapping[str, str],
+    commands: WorkflowCommands,
+) -> str | None:
+    """Create or update the PR's one promptgate comment; failure to post is a warning only."""
+    if not (inputs.comment and event.pr_number):
+        return None
+    if not inputs.github_token:
+        commands.warning(
+            "no github-token: the PR comment was not posted (the job summary has the report)"
+        )
+        return None
+    from promptgate.github.api import GitHubClient, GitHubError
+    from promptgate.github.comment import upsert_comment
+
+    body = render_markdown(report, max_chars=COMMENT_LIMIT)
+    api_url = env.get("GITHUB_API_URL") or "https://api.github.com"
+    try:
+        with GitHubClient(inputs.github_token, api_url) as client:
+            result = upsert_comment(client, event.repository, event.pr_number, body)
+    except GitHubError as exc:
+        commands.warning(
+            f"the PR comment could not be posted: {exc}. The job summary has the full report."
+        )
+        return None
+    return result.url

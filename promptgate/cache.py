@@ -1,0 +1,188 @@
+"""Content-addressed cache of completions in one sqlite file, shared safely between processes.
+
+Writes are buffered and committed in batches (every `flush_every` answers or `flush_interval_s`
+seconds, and on close): one commit per answer would dominate a fast run. Each batch is one
+transaction in WAL mode, so a run that is killed loses at most its unflushed tail and never
+leaves a corrupt file; `INSERT OR IGNORE` makes concurrent writers of the same key harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from promptgate.errors import CouldNotEvaluate
+
+CACHE_DIR_ENV = "PROMPTGATE_CACHE_DIR"
+CACHE_FILE_NAME = "cache.sqlite3"
+# Well under SQLITE_MAX_VARIABLE_NUMBER, which is 999 in sqlite builds before 3.32.
+_KEYS_PER_QUERY = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+
+def default_cache_path(repo_root: Path) -> Path:
+    """`$PROMPTGATE_CACHE_DIR/cache.sqlite3` when set, else `<repo_root>/.promptgate/...`.
+
+    Creates the directory. A directory made inside the repository gets a `.gitignore` of `*`
+    (as `.pytest_cache` does), so the cache never shows up as a change to commit.
+    """
+    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    directory = Path(configured).expanduser() if configured else repo_root / ".promptgate"
+    try:  # a directory we cannot create is reported by ResponseCache, with its path
+        directory.mkdir(parents=True, exist_ok=True)
+        ignore = directory / ".gitignore"
+        if not configured and not ignore.exists():
+            ignore.write_text("# created by promptgate: a local cache, not to commit\n*\n")
+    except OSError:
+        pass
+    return directory / CACHE_FILE_NAME
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flush_every: int = 64,
+        flush_interval_s: float = 1.0,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        self.flush_every = flush_every
+        self.flush_interval_s = flush_interval_s
+        self._pending: dict[str, tuple[str, float]] = {}
+        self._oldest_pending = 0.0
+        self._lock = threading.Lock()
+        self._closed = False
+        connection: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer waits for
+            # the lock up front (honouring the busy timeout) instead of failing on upgrade.
+            connection = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conn = connection
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            deadline = time.monotonic() + busy_timeout_s
+            self._execute_despite_busy("PRAGMA journal_mode = WAL", deadline)
+            # In WAL mode NORMAL is safe against a crashed process; only power loss can drop
+            # the latest commits, and never corrupts the file.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._execute_despite_busy(_SCHEMA, deadline)
+        except (OSError, sqlite3.Error) as exc:
+            if connection is not None:
+                connection.close()
+            raise CouldNotEvaluate(
+                f"cannot open the response cache ({exc}); if the file is damaged delete it, "
+                "or run with --no-cache",
+                file=str(self.path),
+            ) from exc
+
+    def _execute_despite_busy(self, statement: str, deadline: float) -> None:
+        """Run a setup statement, waiting out other processes.
+
+        sqlite skips the busy handler when two connections switch a new file to WAL at the
+        same moment, and answers "database is locked" at once; so wait here instead.
+        """
+        while True:
+            try:
+                self._conn.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """The cached text of every key that has one, in one query per 500 keys."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        with self._lock:
+            for key in wanted:
+                if key in self._pending:
+                    found[key] = self._pending[key][0]
+            missing = [key for key in wanted if key not in found]
+            for start in range(0, len(missing), _KEYS_PER_QUERY):
+                chunk = missing[start : start + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, text FROM completions WHERE key IN ({marks})", chunk
+                )
+                found.update(rows)
+        return found
+
+    def put(self, key: str, text: str) -> None:
+        with self._lock:
+            if self._closed:
+                raise ValueError(f"the response cache {self.path} is closed")
+            now = time.monotonic()
+            if not self._pending:
+                self._oldest_pending = now
+            self._pending.setdefault(key, (text, time.time()))
+            due = (
+                len(self._pending) >= self.flush_every
+                or now - self._oldest_pending >= self.flush_interval_s
+            )
+            if due:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._pending or self._closed:
+            return
+        rows = [(key, text, created) for key, (text, created) in self._pending.items()]
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO completions (key, text, created_at) VALUES (?, ?, ?)",
+                    rows,
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:  # the answers stay buffered; a later flush may succeed
+            raise CouldNotEvaluate(
+                f"cannot write the response cache ({exc}); run with --no-cache to do without",
+                file=str(self.path),
+            ) from exc
+        self._pending.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._flush_locked()
+            finally:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,143 @@
+"""From the Actions environment (INPUT_*, GITHUB_* and the event payload) to what the gate needs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from promptgate.errors import BadInput
+
+ZERO_SHA = "0" * 40
+SUPPORTED_EVENTS = ("pull_request", "pull_request_target", "workflow_dispatch", "push")
+
+
+class ActionInputs(BaseModel):
+    """The inputs of action.yml. GitHub passes each as INPUT_<NAME>, upper-cased, hyphens kept."""
+
+    model_config = ConfigDict(frozen=True)
+    config: str = "promptgate.yaml"
+    github_token: str = ""
+    base: str = ""
+    head: str = ""
+    all: bool = False
+    comment: bool = True
+    fail_on_regression: bool = True
+    mlflow_tracking_uri: str = ""
+
+
+def read_inputs(env: Mapping[str, str]) -> ActionInputs:
+    def text(name: str, default: str = "") -> str:
+        return env.get(f"INPUT_{name.upper()}", default).strip() or default
+
+    def flag(name: str, default: bool) -> bool:
+        raw = text(name).lower()
+        if not raw:
+            return default
+        if raw in ("true", "false"):
+            return raw == "true"
+        raise BadInput(f"input '{name}' must be true or false, got '{raw}'", file="action inputs")
+
+    return ActionInputs(
+        config=text("config", "promptgate.yaml"),
+        github_token=text("github-token"),
+        base=text("base"),
+        head=text("head"),
+        all=flag("all", False),
+        comment=flag("comment", True),
+        fail_on_regression=flag("fail-on-regression", True),
+        mlflow_tracking_uri=text("mlflow-tracking-uri"),
+    )
+
+
+class EventContext(BaseModel):
+    """What the triggering event says to compare, and where to report."""
+
+    model_config = ConfigDict(frozen=True)
+    event_name: str
+    base: str | None
+    head: str | None
+    all_prompts: bool = False
+    pr_number: int | None = None
+    repository: str
+    actor: str = ""
+    run_url: str | None = None
+
+
+def read_event(env: Mapping[str, str], inputs: ActionInputs) -> EventContext:
+    name = env.get("GITHUB_EVENT_NAME", "")
+    payload = _payload(env)
+    common: dict[str, Any] = {
+        "event_name": name,
+        "repository": env.get("GITHUB_REPOSITORY", ""),
+        "actor": env.get("GITHUB_ACTOR", ""),
+        "run_url": _run_url(env),
+    }
+    if name in ("pull_request", "pull_request_target"):
+        pull = payload.get("pull_request") or {}
+        try:
+            base, head, number = pull["base"]["sha"], pull["head"]["sha"], int(pull["number"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(
+                "the pull_request payload lacks base/head shas or a number",
+                file="GITHUB_EVENT_PATH",
+            ) from exc
+        return EventContext(
+            base=inputs.base or base, head=inputs.head or head, pr_number=number, **common
+        )
+    if name == "workflow_dispatch":
+        dispatched = payload.get("inputs") or {}
+        base = inputs.base or str(dispatched.get("base") or "") or _default_branch(payload)
+        head = inputs.head or str(dispatched.get("head") or "") or env.get("GITHUB_SHA") or None
+        every = inputs.all or str(dispatched.get("all", "")).lower() == "true"
+        return EventContext(base=base, head=head, all_prompts=every, **common)
+    if name == "push":
+        before, after = (
+            str(payload.get("before") or ""),
+            str(payload.get("after") or env.get("GITHUB_SHA", "")),
+        )
+        if not after:
+            raise BadInput("the push payload has no 'after' sha", file="GITHUB_EVENT_PATH")
+        if before and before != ZERO_SHA:
+            base = before
+        else:  # a new branch: compare with the default branch it was cut from, if it is not that
+            default = _default_branch(payload)
+            pushed_default = (
+                payload.get("ref")
+                == f"refs/heads/{(payload.get('repository') or {}).get('default_branch')}"
+            )
+            base = f"{after}~1" if pushed_default or default is None else default
+        return EventContext(base=inputs.base or base, head=inputs.head or after, **common)
+    raise BadInput(
+        f"the '{name or '(none)'}' event is not supported; run promptgate on "
+        f"{', '.join(SUPPORTED_EVENTS)} (see the README's workflow example)",
+        file="GITHUB_EVENT_NAME",
+    )
+
+
+def _payload(env: Mapping[str, str]) -> dict[str, Any]:
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"cannot read the event payload: {exc}", file=path) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _default_branch(payload: dict[str, Any]) -> str | None:
+    branch = (payload.get("repository") or {}).get("default_branch")
+    return f"origin/{branch}" if branch else None
+
+
+def _run_url(env: Mapping[str, str]) -> str | None:
+    server, repository, run = (
+        env.get("GITHUB_SERVER_URL"),
+        env.get("GITHUB_REPOSITORY"),
+        env.get("GITHUB_RUN_ID"),
+    )
+    return f"{server}/{repository}/actions/runs/{run}" if server and repository and run else None

@@ -1,0 +1,209 @@
+"""Answers a batch of chat requests: from the cache, else from the provider, concurrently,
+with retries, sending each distinct request (by cache key) once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from promptgate.cache import ResponseCache
+from promptgate.providers.base import ChatRequest, Provider, ProviderError
+from promptgate.report.model import CallStats
+
+RETRY_AFTER_CAP_S = 60.0
+MAX_FAILURE_MESSAGES = 20
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced.
+
+    `outputs[i]` answers `requests[i]`; None means the call was given up.
+    `stats` always has `requested == cached + made`: every request is either answered
+    without a call of its own (a cache hit, or a duplicate of a request sent in this run)
+    or is one of the distinct requests sent. `failed` counts distinct requests given up
+    (so `failed <= made`); a failed request's duplicates are None in `outputs` as well.
+    `failures` holds the distinct messages of given-up calls, at most 20.
+    """
+
+    outputs: list[str | None]
+    stats: CallStats
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def all_answered(self) -> bool:
+        return self.stats.failed == 0
+
+
+class _Calls:
+    """Sends requests with bounded concurrency and retries, and tallies what happened."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        concurrency: int,
+        max_retries: int,
+        backoff_base_s: float,
+        backoff_max_s: float,
+    ) -> None:
+        self.provider = provider
+        self.slots = asyncio.Semaphore(concurrency)
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.random = random.Random()
+        self.retried = 0
+        self.failed = 0
+        self.failures: dict[str, None] = {}  # insertion-ordered set
+
+    async def answer(self, request: ChatRequest) -> str | None:
+        attempt = 1
+        while True:
+            # The slot is held for the call only, not while backing off.
+            async with self.slots:
+                try:
+                    return await self.provider.complete(request)
+                except ProviderError as exc:
+                    error = exc
+            if not error.retryable:
+                self._give_up(f"{error} (not retried)")
+                return None
+            if attempt > self.max_retries:
+                tries = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+                self._give_up(f"{error} (gave up after {tries})")
+                return None
+            await asyncio.sleep(self._backoff(attempt, error.retry_after))
+            self.retried += 1
+            attempt += 1
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter, but never sooner than the server asked."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
+        delay = self.random.uniform(0.0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, RETRY_AFTER_CAP_S))
+        return delay
+
+    def _give_up(self, message: str) -> None:
+        self.failed += 1
+        if len(self.failures) < MAX_FAILURE_MESSAGES:
+            self.failures[message] = None
+
+
+async def run_requests(
+    requests: Sequence[ChatRequest],
+    provider: Provider,
+    cache: ResponseCache | None,
+    *,
+    concurrency: int,
+    max_retries: int,
+    on_progress: ProgressCallback | None = None,
+    backoff_base_s: float = 0.5,
+    backoff_max_s: float = 20.0,
+) -> RunOutcome:
+    """Answer every request; never raises for a failed call (see RunOutcome.failures).
+
+    Cache lookups happen in one batch before any call; answers are written to the cache as they
+    arrive and flushed when the run ends, also when it is cancelled. `on_progress(n_done)` gets
+    the running count of requests answered or given up (cache hits are reported at once).
+    The caller owns `provider` and `cache`: this function closes neither.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    identity = provider.identity
+    positions: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        positions.setdefault(request.cache_key(identity), []).append(index)
+
+    outputs: list[str | None] = [None] * len(requests)
+    hits = cache.get_many(positions) if cache is not None else {}
+    done = 0
+    for key, text in hits.items():
+        for index in positions[key]:
+            outputs[index] = text
+        done += len(positions[key])
+    to_send = [(key, indices) for key, indices in positions.items() if key not in hits]
+    if done and on_progress is not None:
+        on_progress(done)
+
+    calls = _Calls(
+        provider,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        backoff_base_s=backoff_base_s,
+        backoff_max_s=backoff_max_s,
+    )
+
+    async def send(key: str, indices: list[int]) -> None:
+        nonlocal done
+        text = await calls.answer(requests[indices[0]])
+        if text is not None:
+            for index in indices:
+                outputs[index] = text
+            if cache is not None:
+                cache.put(key, text)
+        done += len(indices)
+        if on_progress is not None:
+            on_progress(done)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for key, indices in to_send:
+                group.create_task(send(key, indices))
+    except BaseExceptionGroup as failed:
+        # Calls fail into RunOutcome, so a task raises only for the cache (a GateError) or a
+        # bug; surface it as itself, so a GateError still reaches the edge as an exit code.
+        raise failed.exceptions[0]  # noqa: B904 - the group is kept as the context
+    finally:
+        if cache is not None:
+            cache.flush()
+
+    stats = CallStats(
+        requested=len(requests),
+        cached=len(requests) - len(to_send),
+        made=len(to_send),
+        retried=calls.retried,
+        failed=calls.failed,
+    )
+    return RunOutcome(outputs=outputs, stats=stats, failures=list(calls.failures))
+
+
+def run_requests_sync(
+    requests: Sequence[ChatRequest],
+    provider: Provider,
+    cache: ResponseCache | None,
+    *,
+    concurrency: int,
+    max_retries: int,
+    on_progress: ProgressCallback | None = None,
+    backoff_base_s: float = 0.5,
+    backoff_max_s: float = 20.0,
+) -> RunOutcome:
+    """`run_requests` in a fresh event loop.
+
+    Connections cannot outlive the loop that opened them, so this wrapper calls
+    `provider.aclose()` before its loop ends. The built-in providers reopen connections if used
+    again, and closing twice is harmless, so the caller may still close the provider itself.
+    """
+
+    async def run_then_release_connections() -> RunOutcome:
+        try:
+            return await run_requests(
+                requests,
+                provider,
+                cache,
+                concurrency=concurrency,
+                max_retries=max_retries,
+                on_progress=on_progress,
+                backoff_base_s=backoff_base_s,
+                backoff_max_s=backoff_max_s,
+            )
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(run_then_release_connections())

@@ -1,0 +1,458 @@
+"""A deterministic OpenAI-compatible chat-completions server on 127.0.0.1, for tests and benchmarks.
+
+By default it answers like promptgate's offline provider (the last user message, whitespace
+collapsed, cut to max_tokens words), so a test can predict every output. Faults are scripted
+for the next requests, and every request is recorded:
+
+    with LLMStub(latency_s=0.01) as stub:
+        stub.script(Fault.http_error(429, retry_after="1"), Fault.reset())
+        ...  # point a provider at stub.base_url
+        assert stub.request_count == 3
+
+It serves HTTP/1.1 with keep-alive from an asyncio loop in a background thread: real sockets,
+any number of concurrent requests, and little enough CPU per request that it does not distort
+a benchmark of the client running in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Literal
+
+Reply = Callable[[list[dict[str, Any]], dict[str, Any]], str]
+FaultKind = Literal[
+    "http_error", "malformed_json", "no_choices", "empty_content", "reset", "close", "hang"
+]
+CHAT_PATH = "/v1/chat/completions"
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def echo(messages: list[dict[str, Any]], max_tokens: int) -> str:
+    """What the offline provider answers, written independently so tests can cross-check."""
+    user_turns = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    last = str(user_turns[-1].get("content", "")) if user_turns else ""
+    return " ".join(last.split()[:max_tokens])
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How the stub misbehaves for one request."""
+
+    kind: FaultKind
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    seconds: float = 0.0
+
+    @classmethod
+    def http_error(
+        cls,
+        status: int,
+        *,
+        retry_after: str | None = None,
+        body: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Fault:
+        """Answer `status`, with an OpenAI-style error body unless `body` is given."""
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["Retry-After"] = retry_after
+        return cls("http_error", status=status, headers=tuple(extra.items()), body=body)
+
+    @classmethod
+    def malformed_json(cls) -> Fault:
+        """200 with a body that is not JSON."""
+        return cls("malformed_json")
+
+    @classmethod
+    def no_choices(cls) -> Fault:
+        """200 with valid JSON but no `choices`."""
+        return cls("no_choices")
+
+    @classmethod
+    def empty_content(cls) -> Fault:
+        """200 with a well-formed completion whose content is empty."""
+        return cls("empty_content")
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """Abort the connection (TCP RST) without an answer."""
+        return cls("reset")
+
+    @classmethod
+    def close(cls) -> Fault:
+        """Close the connection cleanly without an answer."""
+        return cls("close")
+
+    @classmethod
+    def hang(cls, seconds: float) -> Fault:
+        """Say nothing for `seconds` (make it longer than the client's timeout), then close."""
+        return cls("hang", seconds=seconds)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: Any  # parsed JSON, or None when the body was not JSON
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class LLMStub:
+    """The server. Attributes may be changed while it runs; they apply to the next request."""
+
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.0,
+        reply: Reply | None = None,
+        fail_always: int | None = None,
+        max_in_flight: int | None = None,
+        in_flight_retry_after: str = "1",
+        api_key: str | None = None,
+    ) -> None:
+        self.latency_s = latency_s
+        self.reply = reply
+        self.fail_always = fail_always  # answer every request with this status
+        self.max_in_flight = max_in_flight  # beyond it: 429 with Retry-After
+        self.in_flight_retry_after = in_flight_retry_after
+        self.api_key = api_key  # when set, any other bearer token gets 401
+        self._lock = threading.Lock()
+        self._faults: deque[Fault] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._in_flight = 0
+        self._max_in_flight_seen = 0
+        self._connections_opened = 0
+        self._failure_rate = 0.0
+        self._failure_status = 500
+        self._random = random.Random(0)
+        self._completions = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._address: tuple[str, int] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    # -- control -------------------------------------------------------------------------
+    def start(self) -> LLMStub:
+        if self._thread is not None:
+            raise RuntimeError("the stub is already running")
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(
+            asyncio.start_server(self._serve_connection, "127.0.0.1", 0, backlog=256)
+        )
+        host, port = server.sockets[0].getsockname()[:2]
+        self._address = (host, port)
+        self._loop = loop
+        self._server = server
+        self._thread = threading.Thread(target=loop.run_forever, name="llm-stub", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        future.result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        self._loop, self._thread, self._address = None, None, None
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        for task in list(self._handlers):  # also wakes requests sleeping for latency or a hang
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def __enter__(self) -> LLMStub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._address is None:
+            raise RuntimeError("the stub is not running")
+        host, port = self._address
+        return f"http://{host}:{port}/v1"
+
+    def script(self, *faults: Fault) -> None:
+        """Misbehave for the next requests, one fault each, in arrival order."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def fail_randomly(self, rate: float, *, seed: int = 0, status: int = 500) -> None:
+        """Answer a seeded random `rate` of requests with `status` (after scripted faults)."""
+        with self._lock:
+            self._failure_rate = rate
+            self._failure_status = status
+            self._random = random.Random(seed)
+
+    def reset(self) -> None:
+        """Forget recorded requests, pending faults and the high-water marks."""
+        with self._lock:
+            self._faults.clear()
+            self._requests.clear()
+            self._max_in_flight_seen = 0
+            self._connections_opened = 0
+
+    # -- observations --------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    @property
+    def max_in_flight_seen(self) -> int:
+        with self._lock:
+            return self._max_in_flight_seen
+
+    @property
+    def connections_opened(self) -> int:
+        with self._lock:
+            return self._connections_opened
+
+    @property
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    # -- serving -------------------------------------------------------------------------
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        with self._lock:
+            self._connections_opened += 1
+        try:
+            while await self._serve_request(reader, writer):
+                pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            pass  # the stub is stopping
+        finally:
+            self._handlers.discard(task)
+            if not writer.transport.is_closing():
+                writer.close()
+
+    async def _serve_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Serve one request; False when the connection is done."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, path, _version = request_line.split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length") or 0)
+        raw = await reader.readexactly(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        request = RecordedRequest(method=method, path=path, headers=headers, body=body)
+        keep_alive = headers.get("connection", "").lower() != "close"
+
+        with self._lock:
+            self._requests.append(request)
+            self._in_flight += 1
+            self._max_in_flight_seen = max(self._max_in_flight_seen, self._in_flight)
+            over_capacity = self.max_in_flight is not None and self._in_flight > self.max_in_flight
+        try:
+            outcome = await self._respond(request, over_capacity)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+        if isinstance(outcome, _Response):
+            writer.write(_encode(outcome, keep_alive))
+            await writer.drain()
+            return keep_alive
+        if outcome.kind == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # with linger 0 the kernel sends RST, not FIN
+            return False
+        if outcome.kind == "hang":
+            await asyncio.sleep(outcome.seconds)
+        writer.close()  # "close" and the end of a "hang": FIN without an answer
+        return False
+
+    async def _respond(self, request: RecordedRequest, over_capacity: bool) -> _Response | Fault:
+        if request.method != "POST" or request.path != CHAT_PATH:
+            return _error(404, f"no route {request.method} {request.path}")
+        if over_capacity:
+            retry_after = (("Retry-After", self.in_flight_retry_after),)
+            return _error(429, "too many requests in flight", retry_after)
+        if self.api_key is not None:
+            presented = request.headers.get("authorization", "")
+            if presented != f"Bearer {self.api_key}":
+                # Real servers quote (part of) the key they got: the client must not repeat it.
+                return _error(
+                    401, f"Incorrect API key provided: {presented.removeprefix('Bearer ')}."
+                )
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
+        if not isinstance(request.body, dict):
+            return _error(400, "the body must be a JSON object")
+        body = request.body
+        with self._lock:
+            fault = self._faults.popleft() if self._faults else None
+            if fault is None and self._failure_rate and self._random.random() < self._failure_rate:
+                fault = Fault.http_error(self._failure_status)
+            self._completions += 1
+            number = self._completions
+        if fault is None and self.fail_always is not None:
+            fault = Fault.http_error(self.fail_always)
+        if fault is None:
+            messages = body.get("messages") or []
+            if self.reply is not None:
+                text = self.reply(messages, body)
+            else:
+                text = echo(messages, int(body.get("max_tokens") or 16))
+            return _Response(200, _completion(body, text, number))
+        if fault.kind == "http_error":
+            if fault.body is not None:
+                return _Response(fault.status, fault.body.encode(), fault.headers)
+            return _error(fault.status, f"stub fault {fault.status}", fault.headers)
+        if fault.kind == "malformed_json":
+            return _Response(200, b"<html><body>502 Bad Gateway</body></html>")
+        if fault.kind == "no_choices":
+            return _Response(200, json.dumps({"id": f"chatcmpl-stub-{number}"}).encode())
+        if fault.kind == "empty_content":
+            return _Response(200, _completion(body, "", number))
+        return fault  # reset, close or hang: the connection is dealt with, not answered
+
+
+def _completion(body: dict[str, Any], text: str, number: int) -> bytes:
+    words = len(text.split())
+    return json.dumps(
+        {
+            "id": f"chatcmpl-stub-{number}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "stub"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": words, "total_tokens": words},
+        }
+    ).encode()
+
+
+def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> _Response:
+    payload = {"error": {"message": message, "type": "stub_error", "code": status}}
+    return _Response(status, json.dumps(payload).encode(), headers)
+
+
+def _encode(response: _Response, keep_alive: bool) -> bytes:
+    try:
+        reason = HTTPStatus(response.status).phrase
+    except ValueError:
+        reason = "Unknown"
+    lines = [
+        f"HTTP/1.1 {response.status} {reason}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(response.body)}",
+    ]
+    lines.extend(f"{name}: {value}" for name, value in response.headers)
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
+
+
+class StubProcess:
+    """The stub in a process of its own, so a benchmark's client does not share its GIL."""
+
+    def __init__(
+        self, *, latency_s: float = 0.0, max_in_flight: int | None = None, failure_rate: float = 0.0
+    ) -> None:
+        import subprocess
+        import sys
+
+        command = [
+            sys.executable,
+            __file__,
+            "--latency",
+            str(latency_s),
+            "--failure-rate",
+            str(failure_rate),
+        ]
+        if max_in_flight is not None:
+            command += ["--max-in-flight", str(max_in_flight)]
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self._process.stdout is not None
+        self.base_url = self._process.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            raise RuntimeError("the stub process did not start")
+
+    def __enter__(self) -> StubProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()  # the process serves until its stdin closes
+        self._process.wait(timeout=30)
+
+
+def _serve_until_stdin_closes() -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Serve the LLM stub until stdin closes.")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--max-in-flight", type=int, default=None)
+    parser.add_argument("--failure-rate", type=float, default=0.0)
+    args = parser.parse_args()
+    with LLMStub(latency_s=args.latency, max_in_flight=args.max_in_flight) as stub:
+        if args.failure_rate:
+            stub.fail_randomly(args.failure_rate, seed=0)
+        print(stub.base_url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    _serve_until_stdin_closes()

@@ -1,0 +1,302 @@
+"""The Action end to end: entrypoint.py run as GitHub runs it, against a temp repository as the
+workspace, the LLM stub and a GitHub REST stub that checks every request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from events import pull_request, push, workflow_dispatch
+from gate_fixtures import API_KEY, API_KEY_ENV, config_yaml, jsonl
+from github_stub import HUMAN, GitHubStub
+from gitrepo import RepoBuilder
+from llm_stub import LLMStub
+
+from promptgate.report.markdown import MARKER
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = "acme/prompts"
+PR = 7
+GOOD = "{{ text }}\n"
+BAD = "Well, let me think about this one very carefully and at great length: {{ text }}\n"
+
+
+@dataclass
+class ActionRun:
+    code: int
+    log: str
+    outputs: dict[str, str]
+    summary: str
+
+
+@dataclass
+class Workspace:
+    builder: RepoBuilder
+    tmp: Path
+    llm: LLMStub
+    github: GitHubStub
+
+    def run(self, event: str, payload: dict[str, object], **inputs: str) -> ActionRun:
+        event_path, output, summary = (
+            self.tmp / "event.json",
+            self.tmp / "output",
+            self.tmp / "summary.md",
+        )
+        event_path.write_text(json.dumps(payload))
+        output.write_text("")
+        summary.write_text("")
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.tmp / "home"),
+            "HF_HUB_OFFLINE": "1",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": event,
+            "GITHUB_EVENT_PATH": str(event_path),
+            "GITHUB_WORKSPACE": str(self.builder.root),
+            "GITHUB_REPOSITORY": REPOSITORY,
+            "GITHUB_API_URL": self.github.api_url,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_RUN_ID": "1001",
+            "GITHUB_ACTOR": "octocat",
+            "GITHUB_SHA": self.builder.repo.head.commit.hexsha,
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "INPUT_GITHUB-TOKEN": self.github.token,
+            "INPUT_CONFIG": "promptgate.yaml",
+            "INPUT_COMMENT": "true",
+            "INPUT_FAIL-ON-REGRESSION": "true",
+            API_KEY_ENV: API_KEY,
+        }
+        env.update(
+            {f"INPUT_{name.upper().replace('_', '-')}": value for name, value in inputs.items()}
+        )
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "entrypoint.py")],
+            env=env,
+            cwd=self.builder.root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        return ActionRun(
+            result.returncode,
+            result.stdout + result.stderr,
+            _outputs(output.read_text()),
+            summary.read_text(),
+        )
+
+    def pr_event(self, action: str = "opened") -> dict[str, object]:
+        base = self.builder.repo.heads["main"].commit.hexsha
+        return pull_request(action, PR, base, self.builder.repo.head.commit.hexsha)
+
+
+def _outputs(text: str) -> dict[str, str]:
+    """Parse GITHUB_OUTPUT's heredoc format (name<<DELIMITER / value / DELIMITER)."""
+    values, lines = {}, iter(text.splitlines())
+    for line in lines:
+        name, delimiter = line.split("<<", 1)
+        value = []
+        for inner in lines:
+            if inner == delimiter:
+                break
+            value.append(inner)
+        values[name] = "\n".join(value)
+    return values
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    with LLMStub(api_key=API_KEY) as llm, GitHubStub() as github:
+        builder = RepoBuilder(tmp_path / "workspace")
+        builder.commit(
+            {
+                "promptgate.yaml": config_yaml(llm, tmp_path / "mlflow.db"),
+                "prompts/a.txt": GOOD,
+                "evals/a.jsonl": jsonl(),
+            },
+            "prompts",
+        )
+        builder.branch("pr")
+        yield Workspace(builder, tmp_path, llm, github)
+        assert github.violations == []
+
+
+def test_the_first_run_creates_the_comment_and_the_second_updates_it(workspace: Workspace) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    first = workspace.run("pull_request", workspace.pr_event("opened"))
+    assert first.code == 1, first.log
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    assert comment["body"].startswith(MARKER) and "prompts/a.txt" in comment["body"]
+    assert first.outputs["comment-url"] == comment["html_url"]
+
+    workspace.builder.commit({"prompts/a.txt": GOOD + "\n"})
+    second = workspace.run("pull_request", workspace.pr_event("synchronize"))
+    assert second.code == 0, second.log
+    (updated,) = workspace.github.comments(REPOSITORY, PR)
+    assert updated["id"] == comment["id"] and updated["body"] != comment["body"]
+    assert second.outputs["comment-url"] == comment["html_url"]
+
+
+def test_a_persons_comment_is_left_alone(workspace: Workspace) -> None:
+    human = workspace.github.add_comment(REPOSITORY, PR, f"{MARKER}\nI quoted the bot", user=HUMAN)
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    run = workspace.run("pull_request", workspace.pr_event())
+    assert run.code == 1
+    comments = workspace.github.comments(REPOSITORY, PR)
+    assert len(comments) == 2
+    assert (
+        next(c for c in comments if c["id"] == human["id"])["body"] == f"{MARKER}\nI quoted the bot"
+    )
+
+
+def test_a_read_only_token_warns_and_the_exit_code_follows_the_gate(workspace: Workspace) -> None:
+    workspace.github.read_only = True
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    failed = workspace.run("pull_request", workspace.pr_event())
+    assert failed.code == 1
+    assert "::warning::" in failed.log and "comment could not be posted" in failed.log
+    assert MARKER in failed.summary and failed.outputs["comment-url"] == ""
+    workspace.builder.commit({"prompts/a.txt": GOOD + " "})
+    passed = workspace.run("pull_request", workspace.pr_event("synchronize"))
+    assert passed.code == 0
+
+
+def test_workflow_dispatch_compares_any_two_refs_and_writes_nothing_to_github(
+    workspace: Workspace,
+) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    run = workspace.run("workflow_dispatch", workflow_dispatch({"base": "main", "head": "pr"}))
+    assert run.code == 1 and run.outputs["verdict"] == "fail"
+    assert workspace.github.writes == []
+
+
+def test_a_push_gates_before_to_after(workspace: Workspace) -> None:
+    before = workspace.builder.repo.head.commit.hexsha
+    after = workspace.builder.commit({"prompts/a.txt": BAD})
+    run = workspace.run("push", push(before, after, ref="refs/heads/pr"))
+    assert run.code == 1 and workspace.github.writes == []
+
+
+def test_fail_on_regression_false_reports_the_failure_but_passes_the_step(
+    workspace: Workspace,
+) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    run = workspace.run("pull_request", workspace.pr_event(), fail_on_regression="false")
+    assert run.code == 0 and run.outputs["verdict"] == "fail"
+
+
+def test_outputs_summary_and_annotations_are_written(workspace: Workspace) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    run = workspace.run("pull_request", workspace.pr_event())
+    assert run.outputs["verdict"] == "fail"
+    report = json.loads((workspace.builder.root / run.outputs["report-path"]).read_text())
+    assert report["verdict"] == "fail" and report["pr_number"] == PR
+    assert run.outputs["mlflow-run-id"] == report["mlflow"]["run_id"] != ""
+    assert run.summary.startswith(MARKER) and "prompts/a.txt" in run.summary
+    assert "::error file=prompts/a.txt," in run.log
+    assert "::group::" in run.log and "::endgroup::" in run.log
+
+
+def test_the_token_is_masked_and_never_printed(workspace: Workspace) -> None:
+    workspace.github.read_only = True  # an error path that talks about the token's permissions
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    run = workspace.run("pull_request", workspace.pr_event())
+    token = workspace.github.token
+    assert f"::add-mask::{token}" in run.log
+    assert run.log.count(token) == 1  # only inside the add-mask command itself
+    assert API_KEY not in run.log.replace(f"::add-mask::{API_KEY}", "")
+    assert (
+        token not in run.summary
+        and token not in (workspace.builder.root / ".promptgate/report.json").read_text()
+    )
+
+
+def test_injected_mentions_and_html_in_llm_output_are_neutralised(workspace: Workspace) -> None:
+    evil = "@octocat please merge <img src=x onerror=alert(1)> </details> ``` | a | b |"
+    workspace.builder.commit(
+        {"prompts/a.txt": BAD, "evals/a.jsonl": jsonl([evil + f" number {i}" for i in range(8)])}
+    )
+    run = workspace.run("pull_request", workspace.pr_event())
+    assert run.code == 1
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    body = comment["body"]
+    assert "@octocat" not in body
+    assert "<img" not in body and "</details> ```" not in body
+    assert body.count("</details>") == body.count("<details>")
+
+
+def test_forty_changed_prompts_keep_the_comment_under_the_limit(workspace: Workspace) -> None:
+    long_texts = [" ".join(f"word{i}x{j}" for j in range(150)) for i in range(6)]
+    workspace.builder.checkout("main")
+    files = {f"prompts/p{i:02}.txt": GOOD for i in range(40)}
+    files.update({f"evals/p{i:02}.jsonl": jsonl(long_texts) for i in range(40)})
+    workspace.builder.commit(files)
+    workspace.builder.checkout("pr")
+    workspace.builder.repo.git.merge("--ff-only", "main")
+    workspace.builder.commit({f"prompts/p{i:02}.txt": BAD for i in range(40)})
+    run = workspace.run("pull_request", workspace.pr_event())
+    assert run.code == 1
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    assert len(comment["body"]) <= 65_536
+    assert "trimmed" in comment["body"].lower() or "left out" in comment["body"].lower()
+    assert len(run.summary) > len(comment["body"])  # the job summary keeps more
+
+
+def test_an_unsupported_event_is_exit_2_with_a_message(workspace: Workspace) -> None:
+    run = workspace.run("issue_comment", {"action": "created"})
+    assert run.code == 2 and "not supported" in run.log
+    assert workspace.github.requests == []
+
+
+def test_bad_input_is_exit_2_and_still_explained_on_the_pr(workspace: Workspace) -> None:
+    workspace.builder.commit({"prompts/a.txt": "{{ text }} {{ missing }}\n"})
+    run = workspace.run("pull_request", workspace.pr_event())
+    assert run.code == 2 and run.outputs["verdict"] == "error"
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    assert "missing" in comment["body"]
+
+
+def test_a_workspace_owned_by_another_user_is_trusted(workspace: Workspace) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the checkout to another uid, as the runner's mount does")
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    subprocess.run(["chown", "-R", "12345:12345", str(workspace.builder.root)], check=True)
+    run = workspace.run("pull_request", workspace.pr_event())
+    assert "dubious ownership" not in run.log
+    assert run.code == 1, run.log
+
+
+def test_a_shallow_checkout_without_the_base_asks_for_fetch_depth_zero(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    event = workspace.pr_event()
+    clone = tmp_path / "shallow"
+    subprocess.run(
+        [
+            "git",
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            "--branch",
+            "pr",
+            workspace.builder.root.as_uri(),
+            str(clone),
+        ],
+        check=True,
+    )
+    subprocess.run(["git", "-C", str(clone), "remote", "remove", "origin"], check=True)
+    workspace.builder = RepoBuilder.__new__(RepoBuilder)
+    workspace.builder.root = clone
+    import git
+
+    workspace.builder.repo = git.Repo(clone)
+    run = workspace.run("pull_request", event)
+    assert run.code == 2 and "fetch-depth: 0" in run.log
