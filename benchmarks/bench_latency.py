@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from gitrepo import RepoBuilder
-from llm_stub import StubProcess  # noqa: E402
+from llm_stub import StubProcess
 
 from promptgate.gate import evaluate
 from promptgate.request import GateRequest
