@@ -21,7 +21,8 @@ from promptgate.providers import (
 )
 from promptgate.providers.github_models import GitHubModelsProvider
 from promptgate.providers.offline import OfflineProvider
-from promptgate.providers.openai import OpenAIProvider, parse_retry_after
+from promptgate.providers.openai import OpenAIProvider
+from promptgate.retry_after import parse_retry_after
 
 KEY_ENV = "PROMPTGATE_TEST_API_KEY"
 SECRET = "sk-test-SECRET-4f8a9b"

@@ -19,13 +19,13 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from promptgate.errors import GateError
+from promptgate.retry_after import parse_retry_after
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -188,7 +188,7 @@ class GitHubClient:
                 )
             wait = rate_wait
             if wait is None:
-                server_wait = _retry_after(response.headers.get("retry-after"))
+                server_wait = parse_retry_after(response.headers.get("retry-after"))
                 wait = self._backoff(attempt)
                 if server_wait is not None:
                     wait = min(max(wait, server_wait), self.max_wait_s)
@@ -316,7 +316,7 @@ def _rate_limit_wait(response: httpx.Response, message: str) -> float | None:
     if status not in (403, 429):
         return None
     headers = response.headers
-    retry_after = _retry_after(headers.get("retry-after"))
+    retry_after = parse_retry_after(headers.get("retry-after"))
     if retry_after is not None:
         return retry_after
     if headers.get("x-ratelimit-remaining") == "0":
@@ -330,22 +330,3 @@ def _rate_limit_wait(response: httpx.Response, message: str) -> float | None:
     if status == 429 or "secondary rate limit" in message.lower():
         return SECONDARY_LIMIT_WAIT_S
     return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delay-seconds or an HTTP-date); None if unusable."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)

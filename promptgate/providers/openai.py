@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import ssl
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -15,6 +13,7 @@ import httpx
 from promptgate.config import ProviderConfig
 from promptgate.errors import BadInput
 from promptgate.providers.base import ChatRequest, Provider, ProviderError
+from promptgate.retry_after import parse_retry_after
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CONNECT_TIMEOUT_CAP_S = 10.0
@@ -22,26 +21,6 @@ CONNECTIONS_PER_POOL = 4
 EXCERPT_CHARS = 300
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 USER_AGENT = "promptgate"
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date; None if unusable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # an HTTP-date is GMT by definition
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -7,7 +7,6 @@ fixed order (see `render_markdown`) and the comment says what it left out.
 
 from __future__ import annotations
 
-import math
 import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
@@ -15,71 +14,24 @@ from dataclasses import dataclass
 
 from promptgate.compare import GATE_RULE
 from promptgate.report import escape
-from promptgate.report.model import ExampleChange, MetricResult, PromptReport, Report
+from promptgate.report.format import (
+    PROMPT_ICONS,
+    VERDICT_ICONS,
+    VERDICT_WORDS,
+    confidence_label,
+    display_path,
+    format_interval,
+    format_score,
+    format_threshold,
+    short_sha,
+)
+from promptgate.report.model import ExampleChange, PromptReport, Report
 
 MARKER = "<!-- promptgate:report -->"
-MINUS = "−"  # U+2212: lines up with "+" in proportional fonts
-DEFAULT_CONFIDENCE = 0.95
-
-VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "⚠️"}
-VERDICT_WORDS = {"pass": "gate passed", "fail": "gate failed", "error": "could not evaluate"}
-PROMPT_ICONS = {"pass": "✅", "fail": "❌", "new": "🆕", "removed": "🗑️", "error": "⚠️"}
 STATUS_CELLS = {"pass": "✅ pass", "fail": "❌ fail"}
 
 # Per-output character limits for the side-by-side regressions: generous first, then short.
 OUTPUT_CHARS = (1500, 400)
-
-
-# --- numbers -------------------------------------------------------------------------------
-
-
-def decimals(metric: str) -> int:
-    """BLEU lives on 0-100 (one decimal is plenty); the others on about 0-1."""
-    return 1 if metric.lower().startswith("bleu") else 3
-
-
-def format_score(metric: str, value: float | None, *, signed: bool = False) -> str:
-    """A metric value at the metric's precision; `signed` prefixes + or − (not for zero)."""
-    if value is None:
-        return "–"
-    if math.isnan(value):
-        return "NaN"
-    text = f"{abs(value):.{decimals(metric)}f}"
-    if math.isinf(value) or float(text) != 0:
-        if value < 0:
-            return MINUS + text
-        if signed:
-            return "+" + text
-    return text
-
-
-def format_interval(metric: str, low: float | None, high: float | None) -> str:
-    if low is None or high is None:
-        return "–"
-    return f"[{format_score(metric, low, signed=True)}, {format_score(metric, high, signed=True)}]"
-
-
-def format_threshold(metric: str, result: MetricResult) -> str:
-    text = format_score(metric, -result.threshold)
-    if result.min is not None:
-        text += f", min {format_score(metric, result.min)}"
-    return text
-
-
-def confidence_label(report: Report) -> str:
-    confidence = report.gate.confidence if report.gate else DEFAULT_CONFIDENCE
-    return f"{confidence * 100:g}% CI"
-
-
-def display_path(prompt: PromptReport) -> str:
-    """`old → new` for a rename, else the path; raw (escape before display)."""
-    if prompt.change == "renamed" and prompt.old_path and prompt.old_path != prompt.path:
-        return f"{prompt.old_path} → {prompt.path}"
-    return prompt.path
-
-
-def short_sha(sha: str) -> str:
-    return sha[:7]
 
 
 # --- pieces --------------------------------------------------------------------------------

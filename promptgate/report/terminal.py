@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from promptgate.report.markdown import (
+from promptgate.report.format import (
     PROMPT_ICONS,
     VERDICT_ICONS,
     VERDICT_WORDS,

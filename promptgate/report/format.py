@@ -1,0 +1,63 @@
+"""How numbers, verdicts and paths read in every report (Markdown comment, terminal)."""
+
+from __future__ import annotations
+
+import math
+
+from promptgate.report.model import MetricResult, PromptReport, Report
+
+MINUS = "−"  # U+2212: lines up with "+" in proportional fonts
+DEFAULT_CONFIDENCE = 0.95
+
+VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "⚠️"}
+VERDICT_WORDS = {"pass": "gate passed", "fail": "gate failed", "error": "could not evaluate"}
+PROMPT_ICONS = {"pass": "✅", "fail": "❌", "new": "🆕", "removed": "🗑️", "error": "⚠️"}
+
+
+def decimals(metric: str) -> int:
+    """BLEU lives on 0-100 (one decimal is plenty); the others on about 0-1."""
+    return 1 if metric.lower().startswith("bleu") else 3
+
+
+def format_score(metric: str, value: float | None, *, signed: bool = False) -> str:
+    """A metric value at the metric's precision; `signed` prefixes + or − (not for zero)."""
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "NaN"
+    text = f"{abs(value):.{decimals(metric)}f}"
+    if math.isinf(value) or float(text) != 0:
+        if value < 0:
+            return MINUS + text
+        if signed:
+            return "+" + text
+    return text
+
+
+def format_interval(metric: str, low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "–"
+    return f"[{format_score(metric, low, signed=True)}, {format_score(metric, high, signed=True)}]"
+
+
+def format_threshold(metric: str, result: MetricResult) -> str:
+    text = format_score(metric, -result.threshold)
+    if result.min is not None:
+        text += f", min {format_score(metric, result.min)}"
+    return text
+
+
+def confidence_label(report: Report) -> str:
+    confidence = report.gate.confidence if report.gate else DEFAULT_CONFIDENCE
+    return f"{confidence * 100:g}% CI"
+
+
+def display_path(prompt: PromptReport) -> str:
+    """`old → new` for a rename, else the path; raw (escape before display)."""
+    if prompt.change == "renamed" and prompt.old_path and prompt.old_path != prompt.path:
+        return f"{prompt.old_path} → {prompt.path}"
+    return prompt.path
+
+
+def short_sha(sha: str) -> str:
+    return sha[:7]
