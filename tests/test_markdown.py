@@ -408,3 +408,16 @@ def test_the_terminal_summary_prints_markup_in_untrusted_text_literally() -> Non
     out = buffer.getvalue()
     assert "prompts/[bold]x[/bold].txt" in out
     assert "[red]boom[/]" in out
+
+
+def test_a_run_stopped_by_bad_input_says_so_rather_than_no_change() -> None:
+    from promptgate.errors import BadInput
+    from promptgate.gate import error_report
+    from promptgate.request import GateRequest
+
+    report = error_report(
+        GateRequest(base="main", pr_number=3), BadInput("bad line", file="evals/a.jsonl", line=4)
+    )
+    body = render_markdown(report)
+    assert "stopped before judging" in body and "No prompt file changed" not in body
+    assert "evals/a.jsonl" in body and "``..``" not in body

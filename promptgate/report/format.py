@@ -61,3 +61,14 @@ def display_path(prompt: PromptReport) -> str:
 
 def short_sha(sha: str) -> str:
     return sha[:7]
+
+
+def stopped_early(report: Report) -> bool:
+    """The run ended on an error before any prompt was judged (bad input, git failure)."""
+    return report.verdict == "error" and not report.prompts and bool(report.errors)
+
+
+def nothing_judged_line(report: Report) -> str:
+    if stopped_early(report):
+        return "The gate stopped before judging any prompt; fix the error above and run it again."
+    return "No prompt file changed between base and head; nothing to evaluate."

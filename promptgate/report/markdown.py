@@ -23,7 +23,9 @@ from promptgate.report.format import (
     format_interval,
     format_score,
     format_threshold,
+    nothing_judged_line,
     short_sha,
+    stopped_early,
 )
 from promptgate.report.model import ExampleChange, PromptReport, Report
 
@@ -54,9 +56,13 @@ def _header(report: Report, heading: str) -> str:
         MARKER,
         f"## {VERDICT_ICONS[report.verdict]} {heading}: {VERDICT_WORDS[report.verdict]}",
         "",
-        f"{_code(short_sha(report.base.sha))}..{_code(short_sha(report.head.sha))} "
-        f"(base {escape.inline(report.base.ref, 80)} → head {escape.inline(report.head.ref, 80)})"
-        f" · {_prompt_counts(report.prompts)}",
+        (
+            f"{_code(short_sha(report.base.sha))}..{_code(short_sha(report.head.sha))} "
+            if report.head.sha
+            else ""
+        )
+        + f"(base {escape.inline(report.base.ref, 80)} → head {escape.inline(report.head.ref, 80)})"
+        + ("" if stopped_early(report) else f" · {_prompt_counts(report.prompts)}"),
     ]
     if report.config_changed:
         source = report.gate.config_source if report.gate else None
@@ -291,7 +297,7 @@ class _Document:
         if note:
             blocks.append(note)
         if not self.report.prompts:
-            blocks.append("No prompt file changed between base and head; nothing to evaluate.")
+            blocks.append(nothing_judged_line(self.report))
         blocks += sections
         if collapsed:
             blocks.append("#### Prompts shown in one line\n\n" + "\n".join(collapsed))

@@ -21,6 +21,7 @@ from promptgate.report.format import (
     format_interval,
     format_score,
     format_threshold,
+    nothing_judged_line,
     short_sha,
 )
 from promptgate.report.model import PromptReport, Report
@@ -51,7 +52,7 @@ def print_summary(report: Report, console: Console) -> None:
     for error in report.errors:
         console.print(Text(f"error: {error}", style="red"))
     if not report.prompts:
-        console.print("No prompt file changed; nothing to evaluate.")
+        console.print(nothing_judged_line(report))
     ci_label = confidence_label(report)
     for prompt in report.prompts:
         _print_prompt(prompt, ci_label, console)
