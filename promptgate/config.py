@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,6 +16,13 @@ DEFAULT_SEMANTIC_MODEL = "all-MiniLM-L6-v2"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+DEFAULT_MODELS = {
+    "openai": "gpt-4o-mini",
+    "github-models": "openai/gpt-4o-mini",
+    "offline": "offline-echo",
+}
 
 
 class ProviderConfig(Strict):
@@ -32,6 +39,24 @@ class ProviderConfig(Strict):
     concurrency: int = Field(default=8, ge=1, le=256)
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_for_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" not in data:
+            return {
+                **data,
+                "model": DEFAULT_MODELS.get(str(data.get("kind", "openai")), "gpt-4o-mini"),
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _github_model_names(self) -> ProviderConfig:
+        if self.kind == "github-models" and "/" not in self.model:
+            raise ValueError(
+                f"GitHub Models names models as publisher/name; use e.g. 'openai/{self.model}'"
+            )
+        return self
 
 
 class PromptSpec(Strict):

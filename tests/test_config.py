@@ -49,3 +49,17 @@ def test_the_json_schema_describes_every_section() -> None:
     schema = config_json_schema()
     json.dumps(schema)
     assert {"provider", "prompts", "metrics", "gate", "mlflow"} <= set(schema["properties"])
+
+
+def test_each_provider_kind_gets_a_model_it_understands() -> None:
+    assert (
+        parse_config(MINIMAL + "provider: {kind: github-models}\n").provider.model
+        == "openai/gpt-4o-mini"
+    )
+    assert parse_config(MINIMAL + "provider: {kind: openai}\n").provider.model == "gpt-4o-mini"
+
+
+def test_a_github_models_name_without_publisher_says_how_to_write_it() -> None:
+    with pytest.raises(BadInput) as caught:
+        parse_config(MINIMAL + "provider: {kind: github-models, model: gpt-4o}\n")
+    assert "openai/gpt-4o" in caught.value.message
