@@ -81,7 +81,7 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     config = gate_config.config
     specs = list(config.prompts)
     changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
-    plans = [plan_prompt(rng, change, config) for change in changes]
+    plans = [plan_prompt(rng, change, config, gate_config.path) for change in changes]
 
     flat = [
         r

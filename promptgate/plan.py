@@ -40,7 +40,7 @@ class PromptPlan:
         return (template.model if template and template.model else None) or config.provider.model
 
 
-def dataset_path_for(prompt_path: str, pattern: str) -> str:
+def dataset_path_for(prompt_path: str, pattern: str, config_path: str = "promptgate.yaml") -> str:
     p = PurePosixPath(prompt_path)
     stem = p.name.split(".")[0]
     try:
@@ -48,11 +48,13 @@ def dataset_path_for(prompt_path: str, pattern: str) -> str:
     except (KeyError, IndexError, ValueError) as exc:
         raise BadInput(
             f"dataset pattern '{pattern}' has an unknown placeholder; use {{stem}}, {{name}} or {{dir}}",
-            file="promptgate.yaml",
+            file=config_path,
         ) from exc
 
 
-def plan_prompt(rng: GitRange, change: PromptChange, config: Config) -> PromptPlan:
+def plan_prompt(
+    rng: GitRange, change: PromptChange, config: Config, config_path: str
+) -> PromptPlan:
     baseline_path = change.old_path or change.path
     baseline_text = (
         None if change.change == "added" else rng.read(rng.merge_base_sha, baseline_path)
@@ -63,7 +65,9 @@ def plan_prompt(rng: GitRange, change: PromptChange, config: Config) -> PromptPl
     plan = PromptPlan(change, baseline, candidate, [], None, False)
     if candidate is None:  # deleted: nothing to run, reported as removed
         return plan
-    plan.examples, plan.dataset_path, plan.dataset_changed = _examples(rng, change, candidate)
+    plan.examples, plan.dataset_path, plan.dataset_changed = _examples(
+        rng, change, candidate, config_path
+    )
     for side, template in (("baseline", baseline), ("candidate", candidate)):
         if template is not None:
             plan.requests[side] = [  # type: ignore[index]
@@ -73,7 +77,7 @@ def plan_prompt(rng: GitRange, change: PromptChange, config: Config) -> PromptPl
 
 
 def _examples(
-    rng: GitRange, change: PromptChange, candidate: PromptTemplate
+    rng: GitRange, change: PromptChange, candidate: PromptTemplate, config_path: str
 ) -> tuple[list[Example], str | None, bool]:
     """The eval set, read from the head side so both versions run on the same examples."""
     if change.spec.dataset is None:
@@ -82,9 +86,9 @@ def _examples(
         raise BadInput(
             f"no eval set for {change.path}: set `dataset:` on its prompts entry in the config, "
             "or add testData to a .prompt.yml file",
-            file="promptgate.yaml",
+            file=config_path,
         )
-    path = dataset_path_for(change.path, change.spec.dataset)
+    path = dataset_path_for(change.path, change.spec.dataset, config_path)
     text = rng.read(rng.head_sha, path)
     if text is None:
         raise BadInput(

@@ -270,3 +270,15 @@ def test_semantic_similarity_runs_with_the_real_model(make_repo) -> None:
     assert semantic.baseline == pytest.approx(1.0, abs=1e-4)
     assert semantic.candidate is not None and 0.3 < semantic.candidate < 0.99
     assert run.report.gate is not None and "MiniLM" in run.report.gate.signatures["semantic"]
+
+
+def test_a_prompt_without_an_eval_set_is_bad_input_pointing_at_the_config(
+    make_repo, stub: LLMStub
+) -> None:
+    repo = make_repo({"prompts/a.txt": GOOD}, prompts="  - path: prompts/*.txt\n")
+    repo.builder.commit({"prompts/a.txt": CHATTY})
+    run = repo.gate()
+    assert run.exit_code == 2 and stub.request_count == 0
+    assert (
+        run.report.errors[0].startswith("promptgate.yaml") and "no eval set" in run.report.errors[0]
+    )
