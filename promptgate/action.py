@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -29,6 +30,18 @@ SECRET_ENV_VARS = ("OPENAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN")
 
 
 def main(env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
+    """Run the action; a bug is exit 3 with its traceback, never a pass or a "gate failed"."""
+    try:
+        return _run(env, out)
+    except Exception:
+        traceback.print_exc()
+        WorkflowCommands(out).error(
+            "internal error in promptgate (a bug; please report it)", title="promptgate"
+        )
+        return int(ExitCode.COULD_NOT_EVALUATE)
+
+
+def _run(env: Mapping[str, str], out: TextIO) -> int:
     commands = WorkflowCommands(out)
     try:
         inputs = read_inputs(env)
@@ -162,7 +175,7 @@ def _comment(
     try:
         with GitHubClient(inputs.github_token, api_url) as client:
             result = upsert_comment(client, event.repository, event.pr_number, body)
-    except GitHubError as exc:
+    except (GitHubError, ValueError) as exc:  # ValueError: an argument GitHub would refuse
         commands.warning(
             f"the PR comment could not be posted: {exc}. The job summary has the full report."
         )

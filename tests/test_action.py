@@ -42,7 +42,13 @@ class Workspace:
     llm: LLMStub
     github: GitHubStub
 
-    def run(self, event: str, payload: dict[str, object], **inputs: str) -> ActionRun:
+    def run(
+        self,
+        event: str,
+        payload: dict[str, object],
+        env_overrides: dict[str, str] | None = None,
+        **inputs: str,
+    ) -> ActionRun:
         event_path, output, summary = (
             self.tmp / "event.json",
             self.tmp / "output",
@@ -76,6 +82,7 @@ class Workspace:
         env.update(
             {f"INPUT_{name.upper().replace('_', '-')}": value for name, value in inputs.items()}
         )
+        env.update(env_overrides or {})
         result = subprocess.run(
             [sys.executable, str(ROOT / "entrypoint.py")],
             env=env,
@@ -300,3 +307,12 @@ def test_a_shallow_checkout_without_the_base_asks_for_fetch_depth_zero(
     workspace.builder.repo = git.Repo(clone)
     run = workspace.run("pull_request", event)
     assert run.code == 2 and "fetch-depth: 0" in run.log
+
+
+def test_a_comment_github_would_refuse_is_a_warning_not_a_crash(workspace: Workspace) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    run = workspace.run(
+        "pull_request", workspace.pr_event(), env_overrides={"GITHUB_REPOSITORY": "not a repo"}
+    )
+    assert run.code == 1 and "::warning::" in run.log and "Traceback" not in run.log
+    assert workspace.github.requests == []
