@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import git
@@ -56,8 +57,8 @@ SUMMARIZE_V2 = SUMMARIZE_V1.replace(
     'detailed answer for our valued customer: {{ticket}}"',
 )
 
-TRANSLATE_V1 = "{{ phrase }}\n"
-TRANSLATE_V2 = "{{ phrase }}  \n"  # whitespace only: the gate must see no difference
+REPLY_V1 = "{{ phrase }}\n"
+REPLY_V2 = "{{ phrase }}  \n"  # whitespace only: the gate must see no difference
 
 TICKETS = [
     ("login-500", "Every login attempt returns HTTP 500 for users on the EU cluster since 09:00."),
@@ -93,7 +94,7 @@ def build_demo_repo(root: Path) -> git.Repo:
     files = {
         "promptgate.yaml": CONFIG.replace("{mlflow_db}", mlflow_db),
         "prompts/summarize.prompt.yml": SUMMARIZE_V1,
-        "prompts/reply.txt": TRANSLATE_V1,
+        "prompts/reply.txt": REPLY_V1,
         "evals/summarize.jsonl": _jsonl(
             {"id": i, "vars": {"ticket": t}, "expected": t} for i, t in TICKETS
         ),
@@ -105,14 +106,14 @@ def build_demo_repo(root: Path) -> git.Repo:
     repo.create_head("pr").checkout()
     _commit(
         repo,
-        {"prompts/summarize.prompt.yml": SUMMARIZE_V2, "prompts/reply.txt": TRANSLATE_V2},
+        {"prompts/summarize.prompt.yml": SUMMARIZE_V2, "prompts/reply.txt": REPLY_V2},
         "Make the ticket summary friendlier",
     )
     return repo
 
 
-def _jsonl(records: object) -> str:
-    return "".join(json.dumps(record) + "\n" for record in records)  # type: ignore[attr-defined]
+def _jsonl(records: Iterable[dict[str, object]]) -> str:
+    return "".join(json.dumps(record) + "\n" for record in records)
 
 
 def _commit(repo: git.Repo, files: dict[str, str], message: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptgate.cache import ResponseCache, default_cache_path
-from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
+from promptgate.changes import all_prompts, changed_prompts, open_repo, resolve_range
 from promptgate.compare import GATE_RULE, compare_metric
 from promptgate.config import Config
 from promptgate.errors import ExitCode
@@ -42,7 +42,7 @@ ProgressStart = Callable[[int], Callable[[int], None]]
 class GateResult:
     report: Report
     evaluations: list[PromptEvaluation]
-    config: Config | None = None  # the governing config; None when the run failed before it
+    config: Config  # the governing config (its mlflow section is where the run is logged)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -60,7 +60,6 @@ def run_gate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     from promptgate.tracking import log_gate_run
 
     result = evaluate(request, progress=progress)
-    assert result.config is not None
     info = log_gate_run(
         result.report,
         result.evaluations,
@@ -98,7 +97,7 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     outputs, calls, failures = _generate(flat, provider, config, request, repo_root, progress)
     _distribute(plans, outputs)
     metrics_ready()
-    evaluations = [_judge(plan, metrics, config, rng) for plan in plans]
+    evaluations = [_judge(plan, metrics, config) for plan in plans]
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
         base=GitSide(ref=rng.base_ref, sha=rng.base_sha),
@@ -184,9 +183,7 @@ def _distribute(plans: list[PromptPlan], outputs: list[str | None]) -> None:
             plan.outputs[side] = per_example
 
 
-def _judge(
-    plan: PromptPlan, metrics: dict[str, Metric], config: Config, rng: GitRange
-) -> PromptEvaluation:
+def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config) -> PromptEvaluation:
     change = plan.change
     report = PromptReport(
         path=change.path,
@@ -217,11 +214,16 @@ def _judge(
         report.error = f"{failed} generation(s) failed after retries; nothing was scored"
         return evaluation
 
+    # Every output is present past the check above; one list per side, built once.
+    texts = {
+        side: [[t or "" for t in samples] for samples in plan.outputs[side]]
+        for side in plan.sides()
+    }
     references = [example.expected for example in plan.examples]
     scored: dict[Side, dict[str, ScoredSide]] = {side: {} for side in plan.sides()}
     for name, metric in metrics.items():
         for side in plan.sides():
-            scored[side][name] = metric.score(_texts(plan.outputs[side]), references)
+            scored[side][name] = metric.score(texts[side], references)
         report.metrics[name] = compare_metric(
             scored["baseline"].get(name) if "baseline" in scored else None,
             scored["candidate"][name],
@@ -230,7 +232,7 @@ def _judge(
             resamples=config.gate.bootstrap_resamples,
             seed=config.gate.seed,
         )
-    evaluation.examples = _example_results(plan, scored)
+    evaluation.examples = _example_results(plan, texts, scored)
     report.top_regressions = _top_regressions(evaluation.examples, config)
     failed_metric = any(result.status == "fail" for result in report.metrics.values())
     if change.change == "added":
@@ -247,16 +249,12 @@ def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
     )
 
 
-def _texts(per_example: list[list[str | None]]) -> list[list[str]]:
-    return [[text or "" for text in samples] for samples in per_example]
-
-
 def _example_results(
-    plan: PromptPlan, scored: dict[Side, dict[str, ScoredSide]]
+    plan: PromptPlan, texts: dict[Side, list[list[str]]], scored: dict[Side, dict[str, ScoredSide]]
 ) -> list[ExampleResult]:
     results = []
     for index, example in enumerate(plan.examples):
-        outputs = {side: _texts(plan.outputs[side])[index] for side in plan.sides()}
+        outputs = {side: texts[side][index] for side in texts}
         results.append(
             ExampleResult(
                 id=example.id,

@@ -68,9 +68,13 @@ def plan_prompt(
     plan.examples, plan.dataset_path, plan.dataset_changed = _examples(
         rng, change, candidate, config_path
     )
-    for side, template in (("baseline", baseline), ("candidate", candidate)):
+    versions: tuple[tuple[Side, PromptTemplate | None], ...] = (
+        ("baseline", baseline),
+        ("candidate", candidate),
+    )
+    for side, template in versions:
         if template is not None:
-            plan.requests[side] = [  # type: ignore[index]
+            plan.requests[side] = [
                 _requests_for(template, example, config) for example in plan.examples
             ]
     return plan
