@@ -55,12 +55,6 @@ def resample_blocks(n_examples: int, resamples: int, seed: int) -> Iterator[Inde
         yield rng.integers(0, n_examples, size=(rows, n_examples), dtype=np.intp)
 
 
-def example_deltas(baseline: ScoredSide, candidate: ScoredSide) -> FloatArray:
-    """Each example's candidate score minus its baseline score (for top regressions)."""
-    _check_paired(baseline, candidate)
-    return np.asarray(candidate.per_example - baseline.per_example, dtype=np.float64)
-
-
 def bootstrap_deltas(
     baseline: ScoredSide, candidate: ScoredSide, *, resamples: int, seed: int
 ) -> FloatArray:

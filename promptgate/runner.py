@@ -34,10 +34,6 @@ class RunOutcome:
     stats: CallStats
     failures: list[str] = field(default_factory=list)
 
-    @property
-    def all_answered(self) -> bool:
-        return self.stats.failed == 0
-
 
 class _Calls:
     """Sends requests with bounded concurrency and retries, and tallies what happened."""

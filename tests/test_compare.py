@@ -11,7 +11,6 @@ from promptgate.compare import (
     GATE_RULE,
     bootstrap_deltas,
     compare_metric,
-    example_deltas,
     resample_blocks,
 )
 from promptgate.config import MetricConfig
@@ -229,7 +228,15 @@ def test_unpaired_sides_are_a_bug_not_a_verdict() -> None:
 
 
 def test_example_deltas_are_candidate_minus_baseline() -> None:
-    assert example_deltas(side([0.5, 0.2]), side([0.25, 0.5])).tolist() == [-0.25, 0.3]
+    from promptgate.evaluation import ExampleResult
+
+    example = ExampleResult(
+        id="e",
+        expected="x",
+        baseline_scores={"a": 0.5, "b": 0.2},
+        candidate_scores={"a": 0.25, "b": 0.5},
+    )
+    assert example.deltas() == pytest.approx({"a": -0.25, "b": 0.3})
 
 
 # --- BLEU: corpus BLEU is resampled, not averaged ----------------------------------------
