@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from promptgate.errors import ExitCode, GateError
 from promptgate.request import GateRequest
@@ -74,7 +75,7 @@ def execute(request: GateRequest, console: Console = out) -> int:
     try:
         result = run_gate(request, progress=_progress_bar)
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {_escape(str(exc))}")
+        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
         write_reports(error_report(request, exc), request)
         return int(exc.exit_code)
     print_summary(result.report, console)
@@ -104,12 +105,6 @@ def _progress_bar(total: int) -> Callable[[int], None]:
     return advance
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
 @app.command()
 def demo(
     directory: Annotated[
@@ -133,7 +128,7 @@ def init(
     try:
         written = scaffold(directory, force=force)
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {_escape(str(exc))}")
+        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
         raise typer.Exit(int(exc.exit_code)) from exc
     for path in written:
         out.print(f"wrote {path}")
