@@ -103,6 +103,7 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
         base=GitSide(ref=rng.base_ref, sha=rng.base_sha),
         head=GitSide(ref=rng.head_ref, sha=rng.head_sha),
         config_changed=gate_config.changed,
+        config_changes=gate_config.changes,
         prompts=[e.report for e in evaluations],
         calls=calls,
         gate=_gate_info(gate_config, metrics if plans else {}),

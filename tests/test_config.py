@@ -63,3 +63,58 @@ def test_a_github_models_name_without_publisher_says_how_to_write_it() -> None:
     with pytest.raises(BadInput) as caught:
         parse_config(MINIMAL + "provider: {kind: github-models, model: gpt-4o}\n")
     assert "openai/gpt-4o" in caught.value.message
+
+
+# --- what a PR's config would change (shown on the PR; the base's config still governs) ------
+
+
+def test_a_pr_config_that_changes_nothing_reports_no_change() -> None:
+    from promptgate.gate_config import config_changes
+
+    reordered = "prompts:\n  - dataset: evals/a.jsonl\n    path: prompts/a.txt\nversion: 1\n"
+    assert config_changes(parse_config(MINIMAL), reordered, "promptgate.yaml") == []
+
+
+def test_each_changed_setting_is_listed_and_loosening_ones_are_flagged() -> None:
+    from promptgate.gate_config import config_changes
+
+    base = parse_config(
+        MINIMAL + "metrics:\n  bleu: { max_drop: 2.0, min: 10 }\n  rougeL: { max_drop: 0.02 }\n"
+    )
+    head = MINIMAL.replace("evals/a.jsonl", "evals/b.jsonl") + (
+        "metrics:\n  bleu: { max_drop: 5.0, min: 5 }\n"
+        "gate:\n  confidence: 0.99\n  samples: 3\n"
+        "provider:\n  temperature: 0.5\n"
+    )
+    changes = {c.setting: c for c in config_changes(base, head, "promptgate.yaml")}
+    assert set(changes) == {
+        "prompts[0].dataset",
+        "metrics.bleu.max_drop",
+        "metrics.bleu.min",
+        "metrics.rougeL.max_drop",
+        "gate.confidence",
+        "gate.samples",
+        "provider.temperature",
+    }
+    assert (changes["metrics.bleu.max_drop"].base, changes["metrics.bleu.max_drop"].head) == (
+        2.0,
+        5.0,
+    )
+    assert changes["metrics.rougeL.max_drop"].head is None  # the metric is dropped
+    loosening = {name for name, change in changes.items() if change.loosens}
+    assert loosening == {
+        "metrics.bleu.max_drop",
+        "metrics.bleu.min",
+        "metrics.rougeL.max_drop",
+        "gate.confidence",
+    }
+
+
+def test_a_pr_config_that_does_not_parse_or_is_deleted_is_a_change() -> None:
+    from promptgate.gate_config import config_changes
+
+    base = parse_config(MINIMAL)
+    (broken,) = config_changes(base, "version: 1\nprompts: [\n", "promptgate.yaml")
+    assert broken.setting == "promptgate.yaml" and str(broken.head).startswith("invalid: ")
+    (deleted,) = config_changes(base, None, "promptgate.yaml")
+    assert deleted.head == "deleted by this PR"

@@ -10,6 +10,8 @@ from gate_fixtures import API_KEY, API_KEY_ENV, TEXTS, PromptRepo, config_yaml, 
 from gitrepo import RepoBuilder
 from llm_stub import Fault, LLMStub
 
+from promptgate.report.markdown import render_markdown
+
 GOOD = "{{ text }}\n"
 CHATTY = "Well, let me think about this one very carefully and at great length: {{ text }}\n"
 
@@ -241,6 +243,11 @@ def test_the_pr_cannot_loosen_its_own_thresholds(make_repo, tmp_path: Path, stub
     run = repo.gate()
     assert run.exit_code == 1 and run.report.config_changed
     assert run.report.gate is not None and run.report.gate.config_source == "base"
+    changes = {c.setting: (c.base, c.head, c.loosens) for c in run.report.config_changes}
+    assert changes["metrics.bleu.max_drop"] == (2.0, 100.0, True)
+    assert changes["metrics.rougeL.max_drop"] == (0.02, None, True)
+    comment = render_markdown(run.report)
+    assert "| metrics.bleu.max&#95;drop | 2.0 | 100.0 | ⚠️ loosens the gate |" in comment
 
 
 def test_the_gate_is_logged_as_nested_mlflow_runs(make_repo, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ fixed order (see `render_markdown`) and the comment says what it left out.
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
@@ -72,10 +73,40 @@ def _header(report: Report, heading: str) -> str:
             else ""
         )
         lines += ["", "> [!WARNING]", f"> This PR changes the gate config.{when}"]
+        if report.config_changes:
+            lines += ["", _config_changes_table(report)]
     if report.errors:
         lines += ["", "**Errors**", ""]
         lines += [f"- {escape.inline(error, 500)}" for error in report.errors]
     return "\n".join(lines)
+
+
+def _config_changes_table(report: Report) -> str:
+    """The PR's config against the governing one; the PR controls the head values: escaped."""
+    source = report.gate.config_source if report.gate else None
+    governing = "base (governs this run)" if source == "base" else "base"
+    rows = [f"| setting | {governing} | this PR | |", "|---|---|---|---|"]
+    for change in report.config_changes:
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    escape.inline(change.setting, 80),
+                    _setting_value(change.base),
+                    _setting_value(change.head),
+                    "⚠️ loosens the gate" if change.loosens else "",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def _setting_value(value: object) -> str:
+    if value is None:
+        return "—"
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return escape.inline(text, 120)
 
 
 def _prompt_counts(prompts: Sequence[PromptReport]) -> str:

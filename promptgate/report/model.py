@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,6 +79,15 @@ class MlflowInfo(Model):
     warning: str | None = None
 
 
+class ConfigChange(Model):
+    """One setting the PR's config changes; the base's value is the one that governed the run."""
+
+    setting: str = Field(description="dotted path, e.g. metrics.rougeL.max_drop")
+    base: Any = None
+    head: Any = None
+    loosens: bool = Field(default=False, description="makes a regression easier to pass")
+
+
 class GateInfo(Model):
     """What decided the verdict, so a number is reproducible."""
 
@@ -101,6 +110,7 @@ class Report(Model):
     base: GitSide
     head: GitSide
     config_changed: bool = False
+    config_changes: list[ConfigChange] = Field(default_factory=list)
     prompts: list[PromptReport] = Field(default_factory=list)
     calls: CallStats = Field(default_factory=CallStats)
     mlflow: MlflowInfo = Field(default_factory=MlflowInfo)
