@@ -106,6 +106,47 @@ def _progress_bar(total: int) -> Callable[[int], None]:
 
 
 @app.command()
+def calibrate(
+    repo: Annotated[Path, typer.Option(help="Repository to calibrate.")] = Path("."),
+    ref: Annotated[str, typer.Option(help="Where the prompts and config are read.")] = "HEAD",
+    config: Annotated[
+        str, typer.Option(help="Config path, relative to the repo root.")
+    ] = "promptgate.yaml",
+    report_json: Annotated[
+        Path | None, typer.Option(help="Write the measurements here as JSON.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write cached LLM outputs.")
+    ] = False,
+    cache_path: Annotated[
+        Path | None, typer.Option(help="Cache file (default: <repo>/.promptgate/cache.sqlite3).")
+    ] = None,
+) -> None:
+    """Run every configured prompt against itself (A/A) and suggest max_drop above the noise."""
+    from promptgate.calibrate import calibrate as run_calibration
+    from promptgate.gate import write_atomically
+    from promptgate.report.calibration import print_calibration
+
+    request = GateRequest(
+        repo=repo,
+        base=ref,
+        head=ref,
+        config_path=config,
+        all_prompts=True,
+        use_cache=not no_cache,
+        cache_path=cache_path,
+    )
+    try:
+        calibration = run_calibration(request, progress=_progress_bar)
+    except GateError as exc:
+        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
+        raise typer.Exit(int(exc.exit_code)) from exc
+    print_calibration(calibration, out)
+    if report_json:
+        write_atomically(report_json, calibration.model_dump_json(indent=2) + "\n")
+
+
+@app.command()
 def demo(
     directory: Annotated[
         Path | None, typer.Option(help="Where to build the demo repository (default: a temp dir).")

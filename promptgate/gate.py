@@ -82,21 +82,8 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
     plans = [plan_prompt(rng, change, config, gate_config.path) for change in changes]
 
-    flat = [
-        r
-        for plan in plans
-        for side in plan.sides()
-        for samples in plan.requests[side]
-        for r in samples
-    ]
     metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
-    # The provider and its HTTP stack load first so the first request waits on nothing; the
-    # metrics' heavy imports then run in the background while calls are in flight.
-    provider = make_provider(config.provider) if flat else None
-    metrics_ready = _prepare_in_background(list(metrics.values()) if flat else [])
-    outputs, calls, failures = _generate(flat, provider, config, request, repo_root, progress)
-    _distribute(plans, outputs)
-    metrics_ready()
+    calls, failures = generate(plans, list(metrics.values()), config, request, repo_root, progress)
     evaluations = [_judge(plan, metrics, config) for plan in plans]
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
@@ -117,6 +104,34 @@ def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:
     if "error" in prompt_verdicts:
         return "error"
     return "fail" if "fail" in prompt_verdicts else "pass"
+
+
+def generate(
+    plans: list[PromptPlan],
+    metrics: list[Metric],
+    config: Config,
+    request: GateRequest,
+    repo_root: Path,
+    progress: ProgressStart | None = None,
+) -> tuple[CallStats, list[str]]:
+    """Make every plan's calls and fill its outputs; the metrics are ready when this returns.
+
+    The provider and its HTTP stack load first so the first request waits on nothing; the
+    metrics' heavy imports then run in the background while calls are in flight.
+    """
+    flat = [
+        r
+        for plan in plans
+        for side in plan.sides()
+        for samples in plan.requests[side]
+        for r in samples
+    ]
+    provider = make_provider(config.provider) if flat else None
+    metrics_ready = _prepare_in_background(metrics if flat else [])
+    outputs, calls, failures = _generate(flat, provider, config, request, repo_root, progress)
+    _distribute(plans, outputs)
+    metrics_ready()
+    return calls, failures
 
 
 def _prepare_in_background(metrics: list[Metric]) -> Callable[[], None]:

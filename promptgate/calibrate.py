@@ -1,0 +1,179 @@
+"""`promptgate calibrate`: an A/A run that measures how far each metric moves on noise alone.
+
+Every configured prompt at one ref is run twice against itself: `gate.samples` generations per
+example as the "baseline" and as many fresh ones (distinct cache keys) as the "candidate". The
+paired bootstrap of that delta gives its standard error, which is what a no-op PR sees too.
+
+The gate fails a metric when its mean delta < -max_drop (and the interval is below 0). On a no-op
+PR the mean delta is about normal with that standard error, so a max_drop of z·SE fails a no-op
+PR with probability at most 1 - Φ(z): the noise floor is z = 2.33 (1%), and the suggestion is
+z = 3 (0.13%), leaving room for the estimate's own error and for PRs that make outputs less
+alike than an A/A run does.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from promptgate.changes import all_prompts, open_repo, resolve_range
+from promptgate.compare import bootstrap_deltas
+from promptgate.config import Config
+from promptgate.errors import BadInput, CouldNotEvaluate
+from promptgate.gate import ProgressStart, generate
+from promptgate.gate_config import load_gate_config
+from promptgate.metrics import Metric, make_metric
+from promptgate.plan import PromptPlan, plan_prompt
+from promptgate.report.format import decimals
+from promptgate.report.model import CallStats
+from promptgate.request import GateRequest
+
+NOISE_FLOOR_Z = 2.326  # one-sided 1%: a max_drop below this fails >1% of no-op PRs
+SUGGESTED_Z = 3.0  # one-sided 0.13%
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricNoise(_Model):
+    delta: float = 0.0
+    ci_low: float = 0.0
+    ci_high: float = 0.0
+    standard_error: float = 0.0
+    noise_floor: float = 0.0
+    suggested_max_drop: float = 0.0
+    max_drop: float
+    status: str  # ok | tight | below-noise | no-noise
+
+
+class PromptNoise(_Model):
+    path: str
+    examples: int
+    metrics: dict[str, MetricNoise]
+
+
+class Calibration(_Model):
+    ref: str
+    sha: str
+    config_path: str
+    samples: int
+    confidence: float
+    provider: str
+    model: str
+    temperature: float
+    prompts: list[PromptNoise]
+    suggested_max_drop: dict[str, float]
+    calls: CallStats
+
+
+def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) -> Calibration:
+    """A/A-run every configured prompt at `request.head` and measure each metric's noise."""
+    repo = open_repo(request.repo)
+    repo_root = Path(repo.working_tree_dir or request.repo)
+    ref = request.head or "HEAD"
+    rng = resolve_range(repo, ref, ref)
+    gate_config = load_gate_config(rng, request.config_path, repo_root)
+    config = gate_config.config
+    changes = all_prompts(rng, list(config.prompts))
+    if not changes:
+        raise BadInput(
+            f"no file at {ref} matches the config's prompts; nothing to calibrate",
+            file=gate_config.path,
+        )
+    plans = [
+        _split(plan_prompt(rng, change, config, gate_config.path), config) for change in changes
+    ]
+    metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
+    calls, failures = generate(plans, list(metrics.values()), config, request, repo_root, progress)
+    if failures or calls.failed:
+        raise CouldNotEvaluate(
+            f"{calls.failed} generation(s) failed after retries; no noise figure is given from "
+            "an incomplete run: " + "; ".join(failures[:3])
+        )
+    prompts = [_measure(plan, metrics, config) for plan in plans]
+    return Calibration(
+        ref=ref,
+        sha=rng.head_sha,
+        config_path=gate_config.path,
+        samples=config.gate.samples,
+        confidence=config.gate.confidence,
+        provider=config.provider.kind,
+        model=config.provider.model,
+        temperature=config.provider.temperature,
+        prompts=prompts,
+        suggested_max_drop={
+            name: max(p.metrics[name].suggested_max_drop for p in prompts) for name in metrics
+        },
+        calls=calls,
+    )
+
+
+def _split(plan: PromptPlan, config: Config) -> PromptPlan:
+    """Both sides are the same prompt; the candidate's samples get their own cache keys."""
+    shift = config.gate.samples
+    plan.requests["candidate"] = [
+        [r.model_copy(update={"sample_index": r.sample_index + shift}) for r in samples]
+        for samples in plan.requests["candidate"]
+    ]
+    return plan
+
+
+def _measure(plan: PromptPlan, metrics: dict[str, Metric], config: Config) -> PromptNoise:
+    references = [example.expected for example in plan.examples]
+    texts = {
+        side: [[t or "" for t in samples] for samples in plan.outputs[side]]
+        for side in ("baseline", "candidate")
+    }
+    measured = {}
+    for name, metric in metrics.items():
+        baseline = metric.score(texts["baseline"], references)
+        candidate = metric.score(texts["candidate"], references)
+        draws = bootstrap_deltas(
+            baseline, candidate, resamples=config.gate.bootstrap_resamples, seed=config.gate.seed
+        )
+        tail = (1.0 - config.gate.confidence) / 2.0
+        ci_low, ci_high = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
+        measured[name] = noise_figures(
+            name,
+            delta=candidate.aggregate() - baseline.aggregate(),
+            ci=(ci_low, ci_high),
+            standard_error=float(np.std(draws)),
+            max_drop=metric.config.max_drop,
+        )
+    return PromptNoise(path=plan.change.path, examples=len(plan.examples), metrics=measured)
+
+
+def noise_figures(
+    metric: str, *, delta: float, ci: tuple[float, float], standard_error: float, max_drop: float
+) -> MetricNoise:
+    """The noise floor and suggested max_drop for one metric, and how the current one compares."""
+    floor = NOISE_FLOOR_Z * standard_error
+    suggested = round_up(SUGGESTED_Z * standard_error, decimals(metric))
+    if standard_error == 0.0:
+        status = "no-noise"
+    elif max_drop < floor:
+        status = "below-noise"
+    elif max_drop < suggested:
+        status = "tight"
+    else:
+        status = "ok"
+    return MetricNoise(
+        delta=delta,
+        ci_low=ci[0],
+        ci_high=ci[1],
+        standard_error=standard_error,
+        noise_floor=floor,
+        suggested_max_drop=suggested,
+        max_drop=max_drop,
+        status=status,
+    )
+
+
+def round_up(value: float, places: int) -> float:
+    """Up to the metric's display precision, so the printed suggestion is never below the need."""
+    scale = 10**places
+    return float(math.ceil(value * scale - 1e-9) / scale)
