@@ -15,7 +15,8 @@ DEFAULT_SEMANTIC_MODEL = "all-MiniLM-L6-v2"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN or infinity as a threshold, timeout or score floor would silently disarm or jam the gate.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 DEFAULT_MODELS = {
@@ -80,8 +81,16 @@ class GateSettings(Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     samples: int = Field(default=1, ge=1, le=50)
     bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
-    seed: int = 20240601
+    seed: int = Field(default=20240601, ge=0, description="Bootstrap seed (numpy: non-negative).")
     top_regressions: int = Field(default=3, ge=0, le=50)
+    max_failed_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="Share of a prompt's examples whose generation may be given up (they are "
+        "then left out of both sides and listed) before the prompt is an error. 0: any given-up "
+        "generation makes the verdict `error`.",
+    )
 
 
 class MlflowConfig(Strict):

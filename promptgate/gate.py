@@ -14,6 +14,7 @@ from promptgate.cache import ResponseCache, default_cache_path
 from promptgate.changes import all_prompts, changed_prompts, open_repo, resolve_range
 from promptgate.compare import GATE_RULE, compare_metric
 from promptgate.config import Config
+from promptgate.dataset import Example
 from promptgate.errors import ExitCode
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.gate_config import GateConfig, load_gate_config
@@ -222,20 +223,31 @@ def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config) -> Prom
     )
     if change.change == "deleted":
         return evaluation
-    failed = sum(
-        o is None for side in plan.sides() for samples in plan.outputs[side] for o in samples
-    )
-    if failed:
+    failed = [
+        index
+        for index in range(len(plan.examples))
+        if any(o is None for side in plan.sides() for o in plan.outputs[side][index])
+    ]
+    allowed = config.gate.max_failed_share * len(plan.examples)
+    if len(failed) > allowed:
         report.verdict = "error"
-        report.error = f"{failed} generation(s) failed after retries; nothing was scored"
+        report.error = (
+            f"{len(failed)} of {len(plan.examples)} examples had a generation given up after "
+            f"retries (gate.max_failed_share allows {int(allowed)}); nothing was scored"
+        )
         return evaluation
+    report.failed_examples = [plan.examples[index].id for index in failed]
+    left_out = set(failed)
+    kept = [index for index in range(len(plan.examples)) if index not in left_out]
+    examples = [plan.examples[index] for index in kept]
+    report.examples = len(examples)
 
-    # Every output is present past the check above; one list per side, built once.
+    # Every kept output is present; one list per side, built once.
     texts = {
-        side: [[t or "" for t in samples] for samples in plan.outputs[side]]
+        side: [[t or "" for t in plan.outputs[side][index]] for index in kept]
         for side in plan.sides()
     }
-    references = [example.expected for example in plan.examples]
+    references = [example.expected for example in examples]
     scored: dict[Side, dict[str, ScoredSide]] = {side: {} for side in plan.sides()}
     for name, metric in metrics.items():
         for side in plan.sides():
@@ -248,7 +260,7 @@ def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config) -> Prom
             resamples=config.gate.bootstrap_resamples,
             seed=config.gate.seed,
         )
-    evaluation.examples = _example_results(plan, texts, scored)
+    evaluation.examples = _example_results(examples, texts, scored)
     report.top_regressions = _top_regressions(evaluation.examples, config)
     failed_metric = any(result.status == "fail" for result in report.metrics.values())
     if change.change == "added":
@@ -266,10 +278,12 @@ def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
 
 
 def _example_results(
-    plan: PromptPlan, texts: dict[Side, list[list[str]]], scored: dict[Side, dict[str, ScoredSide]]
+    examples: list[Example],
+    texts: dict[Side, list[list[str]]],
+    scored: dict[Side, dict[str, ScoredSide]],
 ) -> list[ExampleResult]:
     results = []
-    for index, example in enumerate(plan.examples):
+    for index, example in enumerate(examples):
         outputs = {side: texts[side][index] for side in texts}
         results.append(
             ExampleResult(

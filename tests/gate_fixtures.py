@@ -46,6 +46,7 @@ def config_yaml(
     metrics: str = "  bleu: { max_drop: 2.0 }\n  rougeL: { max_drop: 0.02 }\n",
     prompts: str = "  - path: prompts/*.txt\n    dataset: evals/{stem}.jsonl\n",
     max_retries: int = 3,
+    extra: str = "",
 ) -> str:
     return (
         "version: 1\n"
@@ -62,6 +63,7 @@ def config_yaml(
         "mlflow:\n"
         f"  tracking_uri: sqlite:///{mlflow_db.as_posix()}\n"
         "  experiment: e2e\n"
+        f"{extra}"
     )
 
 

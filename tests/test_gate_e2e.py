@@ -204,6 +204,30 @@ def test_a_provider_that_always_fails_is_an_error_never_a_pass(make_repo, stub: 
     assert run.report.calls.failed > 0 and run.report.errors
 
 
+@pytest.mark.parametrize(
+    ("given_up", "share", "exit_code"),
+    [(1, 0.0, 3), (1, 0.1, 1), (2, 0.1, 3)],
+    ids=["any-failure-is-an-error", "one-of-12-allowed", "two-of-12-too-many"],
+)
+def test_a_share_of_failed_examples_is_allowed_only_when_configured(
+    make_repo, stub: LLMStub, given_up: int, share: float, exit_code: int
+) -> None:
+    gate = f"gate:\n  max_failed_share: {share}\n" if share else ""
+    repo = make_repo({"prompts/a.txt": GOOD}, max_retries=0, extra=gate)
+    repo.builder.commit({"prompts/a.txt": CHATTY})
+    stub.script(*[Fault.http_error(500)] * given_up)
+    run = repo.gate()
+    assert run.exit_code == exit_code and run.report.calls.failed == given_up
+    (prompt,) = run.report.prompts
+    if exit_code == 3:
+        assert run.report.verdict == prompt.verdict == "error" and not prompt.metrics
+        assert f"{given_up} of {len(TEXTS)} examples" in (prompt.error or "")
+    else:  # scored on the other examples, the regression still found, the gap said
+        assert prompt.verdict == "fail" and len(prompt.failed_examples) == given_up
+        assert prompt.examples == len(TEXTS) - given_up
+        assert "left out of both sides" in render_markdown(run.report)
+
+
 def test_transient_429s_and_5xx_are_recovered(make_repo, stub: LLMStub) -> None:
     repo = make_repo({"prompts/a.txt": GOOD})
     repo.builder.commit({"prompts/a.txt": CHATTY})

@@ -193,6 +193,15 @@ def _prompt_section(
         ]
     if prompt.error:
         lines += ["", f"> ⚠️ {escape.inline(prompt.error, 1000)}"]
+    if prompt.failed_examples:
+        ids = ", ".join(escape.inline(i, 60) for i in prompt.failed_examples[:10])
+        more = len(prompt.failed_examples) - 10
+        lines += [
+            "",
+            f"> ⚠️ {len(prompt.failed_examples)} example(s) left out of both sides, their "
+            f"generation given up after retries (allowed by `gate.max_failed_share`): {ids}"
+            + (f" and {more} more" if more > 0 else ""),
+        ]
     if prompt.metrics:
         lines += ["", _metric_table(prompt, ci_label)]
         reasons = [

@@ -54,6 +54,10 @@ class PromptReport(Model):
     dataset_changed: bool = False
     verdict: PromptVerdict
     examples: int = 0
+    failed_examples: list[str] = Field(
+        default_factory=list,
+        description="ids left out because a generation was given up (gate.max_failed_share)",
+    )
     metrics: dict[str, MetricResult] = Field(default_factory=dict)
     top_regressions: list[ExampleChange] = Field(default_factory=list)
     baseline_hash: str | None = None

@@ -78,6 +78,14 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
         console.print(Text("  the eval set changed in this PR", style="dim"))
     if prompt.error:
         console.print(Text(f"  {prompt.error}", style="yellow"))
+    if prompt.failed_examples:
+        console.print(
+            Text(
+                f"  {len(prompt.failed_examples)} example(s) left out, generation given up: "
+                + ", ".join(prompt.failed_examples[:10]),
+                style="yellow",
+            )
+        )
     if prompt.metrics:
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for column in ("  metric", "baseline", "candidate", "Δ", ci_label, "threshold", "status"):
