@@ -48,7 +48,7 @@ class GitRange:
             return None
         data: bytes = blob.data_stream.read()
         try:
-            return data.decode("utf-8")
+            return data.decode("utf-8-sig")  # a byte-order mark is not content
         except UnicodeDecodeError as exc:
             raise BadInput("not UTF-8 text; save the file as UTF-8", file=path) from exc
 

@@ -47,14 +47,11 @@ def examples_from_test_data(path: str, test_data: list[dict[str, Any]]) -> list[
                 f"testData entry {index} has no 'expected'; add the reference output", file=path
             )
         variables = {k: v for k, v in entry.items() if k != "expected"}
-        examples.append(
-            (
-                _example(
-                    {"id": str(index), "vars": variables, "expected": entry["expected"]}, path, None
-                ),
-                index,
-            )
-        )
+        record = {"id": str(index), "vars": variables, "expected": entry["expected"]}
+        try:
+            examples.append((_example(record, path, None), index))
+        except BadInput as exc:
+            raise BadInput(f"testData entry {index}: {exc.message}", file=path) from exc
     _check_unique_ids(path, examples)
     return [example for example, _ in examples]
 
@@ -66,7 +63,7 @@ def _example(record: Any, path: str, line: int | None) -> Example:
             file=path,
             line=line,
         )
-    unknown = sorted(set(record) - {"id", "vars", "expected"})
+    unknown = sorted(str(key) for key in record if key not in ("id", "vars", "expected"))
     if unknown:
         raise BadInput(
             f"unknown key(s) {', '.join(unknown)}; an example has {ALLOWED_KEYS} "
@@ -90,7 +87,9 @@ def _example(record: Any, path: str, line: int | None) -> Example:
 
 def _parse_jsonl(path: str, text: str) -> list[tuple[Example, int]]:
     examples = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028 and other characters
+    # JSON allows unescaped inside strings.
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -101,6 +100,16 @@ def _parse_jsonl(path: str, text: str) -> list[tuple[Example, int]]:
                 file=path,
                 line=number,
             ) from exc
+        except ValueError as exc:  # an integer beyond Python's digit limit
+            raise BadInput(
+                f"a number is too long to read ({exc}); write it as a string",
+                file=path,
+                line=number,
+            ) from exc
+        except RecursionError as exc:
+            raise BadInput(
+                "JSON nested too deeply to read; flatten it", file=path, line=number
+            ) from exc
         if isinstance(record, dict) and "id" not in record:
             record = {**record, "id": str(number)}
         examples.append((_example(record, path, number), number))
@@ -108,16 +117,25 @@ def _parse_jsonl(path: str, text: str) -> list[tuple[Example, int]]:
 
 
 def _parse_csv(path: str, text: str) -> list[tuple[Example, int]]:
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "expected" not in reader.fieldnames:
+    # newline="" as the csv module asks, so it splits rows itself (quoted line breaks, lone "\r").
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fieldnames = reader.fieldnames
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise BadInput(
+            f"not valid CSV ({exc}); check the quoting, or use JSONL for very long fields",
+            file=path,
+            line=max(reader.reader.line_num, 1),  # DictReader's own count lags on errors
+        ) from exc
+    if not fieldnames or "expected" not in fieldnames:
         raise BadInput(
             "the CSV header needs an 'expected' column; other columns become vars",
             file=path,
             line=1,
         )
     examples = []
-    for row in reader:
-        number = reader.line_num
+    for number, row in rows:
         if None in row:
             raise BadInput("this row has more fields than the header", file=path, line=number)
         variables = {k: v for k, v in row.items() if k not in ("id", "expected")}

@@ -41,7 +41,7 @@ def load_gate_config(rng: GitRange, config_path: str, repo_root: Path) -> GateCo
     disk = Path(config_path) if Path(config_path).is_absolute() else repo_root / config_path
     if disk.is_file():
         return GateConfig(
-            parse_config(disk.read_text(encoding="utf-8"), str(disk)), str(disk), "file", False
+            parse_config(disk.read_text(encoding="utf-8-sig"), str(disk)), str(disk), "file", False
         )
     raise BadInput(
         "no gate config at the base or head commit; create one with `promptgate init` "

@@ -11,18 +11,54 @@ from functools import cached_property
 from typing import Any, Literal
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptgate.errors import BadInput
 from promptgate.providers.base import ChatMessage
-from promptgate.yamlsource import validate_yaml
+from promptgate.yamlsource import line_of, validate_yaml
 
 PROMPT_YAML_SUFFIXES = (".prompt.yml", ".prompt.yaml")
 Role = Literal["system", "user", "assistant", "developer"]
 
-_ENVIRONMENT = SandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+#: Largest string or list a template may build with `*`, and largest integer (in bits) with `**`.
+MAX_REPEAT_ITEMS = 1_000_000
+MAX_POWER_BITS = 100_000
+
+
+class _PromptSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, plus a cap on `*` and `**`: `{{ 9**9**9 }}` or `'a' * 10**10` in a PR's
+    prompt would otherwise stall the job or exhaust its memory (intercepted operators are also
+    never folded at compile time)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _power_too_big(left, right):
+            raise SecurityError(f"{left!r} ** {right!r} is too large for a prompt")
+        if operator == "*" and _repeat_too_big(left, right):
+            raise SecurityError(f"repeating a sequence over {MAX_REPEAT_ITEMS:,} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _power_too_big(base: Any, exponent: Any) -> bool:
+    if not (isinstance(base, int) and isinstance(exponent, int)) or exponent <= 0:
+        return False
+    return abs(base) > 1 and exponent * max(abs(base).bit_length(), 1) > MAX_POWER_BITS
+
+
+def _repeat_too_big(left: Any, right: Any) -> bool:
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
+            return len(sequence) * count > MAX_REPEAT_ITEMS
+    return False
+
+
+_ENVIRONMENT = _PromptSandbox(
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+    loader=jinja2.DictLoader({}),  # a prompt stands alone: include/import/extends find nothing
 )
 
 
@@ -92,6 +128,11 @@ class PromptTemplate(BaseModel):
                     file=self.path,
                     line=self._line_of(source, exc.lineno),
                 ) from exc
+            except (SyntaxError, RecursionError) as exc:  # Python's own limits on the compiled code
+                raise BadInput(
+                    "template nested too deeply to compile; simplify its blocks and expressions",
+                    file=self.path,
+                ) from exc
         return compiled
 
     def _line_of(self, source: str, line_in_source: int) -> int:
@@ -104,27 +145,43 @@ class PromptTemplate(BaseModel):
 
     def render(self, variables: dict[str, Any], example_id: str) -> tuple[ChatMessage, ...]:
         rendered = []
-        for role, template in self._compiled:
+        for (role, source), (_, template) in zip(self.messages, self._compiled, strict=True):
             try:
-                content = template.render(**variables)
+                # The vars as one mapping, not **kwargs: a var named `self` must not clash.
+                content = template.render(variables)
             except jinja2.UndefinedError as exc:
                 raise BadInput(
                     f"template variable {exc.message} for example '{example_id}'; add it to the "
                     "eval set's `vars` or remove it from the prompt",
                     file=self.path,
+                    line=self._error_line(source, exc),
                 ) from exc
             except jinja2.exceptions.SecurityError as exc:
                 raise BadInput(
                     f"template uses a construct the sandbox forbids ({exc}); prompts may only "
                     "substitute variables and use plain Jinja2 filters",
                     file=self.path,
+                    line=self._error_line(source, exc),
                 ) from exc
-            except jinja2.TemplateError as exc:
+            except Exception as exc:  # the template is data: anything it raises is a bad prompt
                 raise BadInput(
-                    f"template failed for example '{example_id}': {exc}", file=self.path
+                    f"template failed for example '{example_id}' ({type(exc).__name__}: {exc}); "
+                    "fix the template or the example's vars",
+                    file=self.path,
+                    line=self._error_line(source, exc),
                 ) from exc
             rendered.append(ChatMessage(role=role, content=content))
         return tuple(rendered)
+
+    def _error_line(self, source: str, exc: BaseException) -> int | None:
+        """The file line of the template code that raised (Jinja2 names its frames <template>)."""
+        line = None
+        frame = exc.__traceback__
+        while frame is not None:
+            if frame.tb_frame.f_code.co_filename == "<template>":
+                line = frame.tb_lineno
+            frame = frame.tb_next
+        return None if line is None else self._line_of(source, line)
 
 
 def parse_prompt(path: str, text: str) -> PromptTemplate:
@@ -138,6 +195,7 @@ def parse_prompt(path: str, text: str) -> PromptTemplate:
                 raise BadInput(
                     f"unknown modelParameters key '{name}'; known: {', '.join(_PARAMETER_NAMES)}",
                     file=path,
+                    line=line_of(text, ["modelParameters", name]),
                 )
             parameters[_PARAMETER_NAMES[name]] = value
         template = PromptTemplate(

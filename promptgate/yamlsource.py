@@ -13,16 +13,63 @@ from promptgate.errors import BadInput
 M = TypeVar("M", bound=BaseModel)
 
 
+class _UnreadableScalar(yaml.constructor.ConstructorError):
+    """A scalar YAML resolves to a type it then cannot build, like `2024-13-01` or `!!int x`."""
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        # What PyYAML's constructors raise on such scalars: `2024-13-01` and `!!int 1e999999`
+        # (ValueError), `!!int` with no value (IndexError), `!!bool maybe` (KeyError),
+        # `!!timestamp x` (AttributeError).
+        except (ValueError, OverflowError, LookupError, AttributeError, TypeError) as exc:
+            value = str(node.value)
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            kind = node.tag.rsplit(":", 1)[-1]
+            why = f" ({exc})" if isinstance(exc, ValueError | OverflowError) else ""
+            raise _UnreadableScalar(
+                None,
+                None,
+                f"{shown!r} is not a valid {kind}{why}; quote it to keep it as text",
+                node.start_mark,
+            ) from exc
+
+
 def load_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _unprintable(exc, text, source) from exc
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        message = (
+            problem
+            if isinstance(exc, _UnreadableScalar)
+            else f"not valid YAML ({problem}); fix the syntax"
+        )
+        raise BadInput(message, file=source, line=line) from exc
+    except RecursionError as exc:
         raise BadInput(
-            f"not valid YAML ({problem}); fix the syntax", file=source, line=line
+            "YAML nested too deeply to read; flatten it",
+            file=source,
+            line=loader.get_mark().line + 1,
         ) from exc
+    finally:
+        loader.dispose()
+
+
+def _unprintable(exc: yaml.reader.ReaderError, text: str, source: str) -> BadInput:
+    return BadInput(
+        f"character U+{exc.character:04X} is not allowed in YAML; remove it",
+        file=source,
+        line=text.count("\n", 0, exc.position) + 1,
+    )
 
 
 def line_of(text: str, loc: Sequence[int | str]) -> int | None:

@@ -122,3 +122,10 @@ def test_a_shallow_clone_with_a_remote_fetches_the_base(repo: RepoBuilder, tmp_p
     assert [(c.path, c.change) for c in changed_prompts(rng, SPECS)] == [
         ("prompts/a.txt", "modified")
     ]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_text(repo: RepoBuilder) -> None:
+    """Editors on Windows save UTF-8 with a BOM; a CSV header or a JSON line must still parse."""
+    repo.commit({"evals/a.csv": "\ufeffid,expected\nex-1,hello\n"})
+    rng = resolve_range(repo.repo, "HEAD", "HEAD")
+    assert rng.read(rng.head_sha, "evals/a.csv") == "id,expected\nex-1,hello\n"

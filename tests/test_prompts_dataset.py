@@ -116,3 +116,21 @@ def test_a_yaml_example_missing_expected_points_at_its_line() -> None:
 def test_an_empty_eval_set_is_refused() -> None:
     with pytest.raises(BadInput):
         parse_dataset("e.jsonl", "\n\n")
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 9 ** 999999 }}", "{{ 'ab' * 10**9 }}", "{{ [0] * 2000000 }}", "{{ 10**7 * 'x' }}"],
+)
+def test_a_template_cannot_build_a_huge_number_or_string(template: str) -> None:
+    """The sandbox runs no code, but size is its own attack: these would stall the job."""
+    with pytest.raises(BadInput, match="sandbox forbids") as caught:
+        parse_prompt("prompts/a.txt", template).render({}, "ex-1")
+    assert caught.value.file == "prompts/a.txt" and caught.value.line == 1
+
+
+def test_ordinary_arithmetic_and_repetition_still_render() -> None:
+    rendered = parse_prompt("p.txt", "{{ 2 ** 10 }} {{ '-' * 3 }} {{ n * 2 }}").render(
+        {"n": 4}, "e"
+    )
+    assert rendered[0].content == "1024 --- 8"
