@@ -15,11 +15,12 @@ from typing import TextIO
 from rich.console import Console
 
 from promptgate.errors import ExitCode, GateError
-from promptgate.gate import error_report, run_gate, write_reports
+from promptgate.gate import GateResult, error_report, evaluate, publish, write_reports
 from promptgate.github.event import ActionInputs, EventContext, read_event, read_inputs
 from promptgate.github.workflow import WorkflowCommands, append_summary, write_outputs
+from promptgate.interrupt import terminate_as_interrupt
 from promptgate.report.markdown import render_markdown
-from promptgate.report.model import Report
+from promptgate.report.model import Override, Report
 from promptgate.report.terminal import print_summary
 from promptgate.request import GateRequest
 
@@ -32,7 +33,13 @@ SECRET_ENV_VARS = ("OPENAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN")
 def main(env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
     """Run the action; a bug is exit 3 with its traceback, never a pass or a "gate failed"."""
     try:
-        return _run(env, out)
+        with terminate_as_interrupt():
+            return _run(env, out)
+    except KeyboardInterrupt:  # the job was cancelled: answers received so far are cached
+        WorkflowCommands(out).error(
+            "promptgate was interrupted; nothing judged", title="promptgate"
+        )
+        return int(ExitCode.COULD_NOT_EVALUATE)
     except Exception:
         traceback.print_exc()
         WorkflowCommands(out).error(
@@ -63,7 +70,7 @@ def _run(env: Mapping[str, str], out: TextIO) -> int:
         return int(exc.exit_code)
 
     with commands.group("promptgate: evaluating prompt changes"):
-        report, code = _evaluate(request, commands)
+        report, code = _evaluate(request, commands, event, env, inputs)
     print_summary(report, Console(file=out, width=120, color_system=None))
 
     _annotate(report, commands)
@@ -80,6 +87,11 @@ def _run(env: Mapping[str, str], out: TextIO) -> int:
                 "report-path": report_json.relative_to(workspace).as_posix(),
                 "mlflow-run-id": report.mlflow.run_id or "",
                 "comment-url": comment_url or "",
+                "regression-accepted-by": (
+                    report.override.actor or ""
+                    if report.override and report.override.accepted
+                    else ""
+                ),
             },
         )
     if code == ExitCode.FAILED and not inputs.fail_on_regression:
@@ -88,16 +100,95 @@ def _run(env: Mapping[str, str], out: TextIO) -> int:
     return code
 
 
-def _evaluate(request: GateRequest, commands: WorkflowCommands) -> tuple[Report, int]:
+def _evaluate(
+    request: GateRequest,
+    commands: WorkflowCommands,
+    event: EventContext,
+    env: Mapping[str, str],
+    inputs: ActionInputs,
+) -> tuple[Report, int]:
     """The gate's report and exit code; bad input still yields a report to show on the PR."""
     try:
-        result = run_gate(request)
+        result = evaluate(request)
+        _review_override(result, inputs, event, env, commands)
+        publish(result, request)
     except GateError as exc:
         commands.error(str(exc), title="promptgate")
         report = error_report(request, exc)
         write_reports(report, request)
         return report, int(exc.exit_code)
-    return result.report, int(result.exit_code)
+    return result.report, _register_merged_prompts(result, request, event, env, commands)
+
+
+def _review_override(
+    result: GateResult,
+    inputs: ActionInputs,
+    event: EventContext,
+    env: Mapping[str, str],
+    commands: WorkflowCommands,
+) -> None:
+    """A failed PR that carries the override label: ask GitHub whether it accepts the regression
+    (promptgate/github/override.py), and put the answer on the report before it is published."""
+    label = result.config.gate.override_label
+    if result.report.verdict != "fail" or not label or event.pr_number is None:
+        return
+    if label not in event.labels:
+        return
+    if not inputs.github_token:
+        override = Override(
+            label=label, accepted=False, reason="no github-token to ask who added the label"
+        )
+    else:
+        from promptgate.github.api import GitHubClient
+        from promptgate.github.override import decide_override
+
+        api_url = env.get("GITHUB_API_URL") or "https://api.github.com"
+        with GitHubClient(inputs.github_token, api_url) as client:
+            override = decide_override(client, event.repository, event.pr_number, label)
+    result.report = result.report.model_copy(update={"override": override})
+    if override.accepted:
+        commands.warning(
+            f"regression accepted by @{override.actor} ({override.permission} access) with the "
+            f"label '{label}': the verdict stays fail, the step passes",
+            title="promptgate: override",
+        )
+    else:
+        commands.warning(
+            f"the label '{label}' was not honoured: {override.reason}", title="promptgate: override"
+        )
+
+
+def _register_merged_prompts(
+    result: GateResult,
+    request: GateRequest,
+    event: EventContext,
+    env: Mapping[str, str],
+    commands: WorkflowCommands,
+) -> int:
+    """On a push to the default branch, record the merged prompts in MLflow's Prompt Registry
+    (README "Prompt Registry"). The gate's exit code, or 3 when a required registry failed."""
+    if not event.pushed_default_branch:
+        return int(result.exit_code)
+    from promptgate.registry import register_merged_prompts
+
+    try:
+        outcome = register_merged_prompts(
+            result,
+            repo=request.repo,
+            tracking_uri=request.mlflow_tracking_uri,
+            repository=event.repository,
+        )
+    except GateError as exc:
+        commands.error(str(exc), title="promptgate: prompt registry")
+        return int(exc.exit_code)
+    for line in outcome.lines():
+        commands.out.write(f"prompt registry: {line}\n")
+    if outcome.warning:
+        commands.warning(outcome.warning, title="promptgate: prompt registry")
+    summary_path = env.get("GITHUB_STEP_SUMMARY")
+    if summary_path and outcome.prompts:
+        append_summary(Path(summary_path), outcome.summary_markdown())
+    return int(result.exit_code)
 
 
 def trust_workspace(workspace: Path) -> None:
@@ -118,6 +209,8 @@ def _gate_request(
         "promptgate.event": event.event_name,
         "promptgate.repository": event.repository,
         "promptgate.actor": event.actor,
+        "promptgate.pr_title": event.pr_title[:500],  # the why, in the author's words
+        "promptgate.pr_url": event.pr_url,
     }
     if event.run_url:
         tags["promptgate.run_url"] = event.run_url

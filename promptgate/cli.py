@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="promptgate: judge a prompt change by running its eval set with the old and new prompt.",
 )
+INTERRUPTED = "promptgate: interrupted; the answers received so far are cached. Exit 3."
 err = Console(stderr=True)
 out = Console()
 
@@ -78,6 +79,9 @@ def execute(request: GateRequest, console: Console = out) -> int:
         err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
         write_reports(error_report(request, exc), request)
         return int(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from a cancelled job (see interrupt.py)
+        err.print(INTERRUPTED)
+        return int(ExitCode.COULD_NOT_EVALUATE)
     print_summary(result.report, console)
     return int(result.exit_code)
 
@@ -141,6 +145,9 @@ def calibrate(
     except GateError as exc:
         err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
         raise typer.Exit(int(exc.exit_code)) from exc
+    except KeyboardInterrupt as exc:
+        err.print(INTERRUPTED)
+        raise typer.Exit(int(ExitCode.COULD_NOT_EVALUATE)) from exc
     print_calibration(calibration, out)
     if report_json:
         write_atomically(report_json, calibration.model_dump_json(indent=2) + "\n")
@@ -183,14 +190,63 @@ def config_schema() -> None:
     sys.stdout.write(json.dumps(config_json_schema(), indent=2) + "\n")
 
 
+@app.command()
+def registry(
+    prompt: Annotated[
+        str | None,
+        typer.Argument(
+            help="A prompt's repository path or MLflow name (default: list the prompts "
+            "promptgate registered)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="promptgate.yaml whose mlflow section names the store (default: "
+            "./promptgate.yaml when present)."
+        ),
+    ] = None,
+    mlflow_tracking_uri: Annotated[
+        str | None, typer.Option(help="Overrides MLFLOW_TRACKING_URI and the config.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the versions of a prompt in MLflow's Prompt Registry, or the registered prompts."""
+    from promptgate import registry as prompt_registry
+
+    try:
+        settings = prompt_registry.mlflow_settings(config)
+        if prompt is None:
+            prompts = prompt_registry.list_registered_prompts(settings, mlflow_tracking_uri)
+        else:
+            name, versions = prompt_registry.list_prompt_versions(
+                prompt, settings, mlflow_tracking_uri
+            )
+    except GateError as exc:
+        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
+        raise typer.Exit(int(exc.exit_code)) from exc
+    if as_json:
+        shown = prompts if prompt is None else versions
+        sys.stdout.write(json.dumps([item.model_dump(mode="json") for item in shown], indent=2))
+        sys.stdout.write("\n")
+    elif prompt is None:
+        where = prompt_registry.store_label(settings, mlflow_tracking_uri)
+        prompt_registry.print_prompts(out, prompts, where)
+    else:
+        prompt_registry.print_versions(out, name, versions)
+
+
 def main() -> None:
     """Console entry point. A bug is exit 3 with its traceback: an error is never a pass."""
+    from promptgate.interrupt import terminate_as_interrupt
+
     try:
-        app()
+        with terminate_as_interrupt():
+            app()
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err.print(INTERRUPTED)
         sys.exit(int(ExitCode.COULD_NOT_EVALUATE))
     except Exception:
         traceback.print_exc()

@@ -83,6 +83,13 @@ class GateSettings(Strict):
     bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
     seed: int = Field(default=20240601, ge=0, description="Bootstrap seed (numpy: non-negative).")
     top_regressions: int = Field(default=3, ge=0, le=50)
+    override_label: str | None = Field(
+        default="promptgate: accept-regression",
+        min_length=1,
+        max_length=50,
+        description="A PR label with which someone with write access accepts a failed gate's "
+        "regression: recorded and shown, the verdict stays `fail`, the step passes. null: off.",
+    )
     max_failed_share: float = Field(
         default=0.0,
         ge=0.0,

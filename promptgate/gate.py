@@ -47,6 +47,9 @@ class GateResult:
 
     @property
     def exit_code(self) -> ExitCode:
+        override = self.report.override
+        if self.report.verdict == "fail" and override is not None and override.accepted:
+            return ExitCode.PASSED  # accepted on record; the verdict itself stays "fail"
         return exit_code_for(self.report.verdict)
 
 
@@ -58,9 +61,15 @@ def exit_code_for(verdict: Verdict) -> ExitCode:
 
 def run_gate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:
     """Evaluate, then publish to MLflow and the report files. Bad input raises GateError."""
+    result = evaluate(request, progress=progress)
+    publish(result, request)
+    return result
+
+
+def publish(result: GateResult, request: GateRequest) -> None:
+    """Log the run to MLflow, then write the report files with where it was logged."""
     from promptgate.tracking import log_gate_run
 
-    result = evaluate(request, progress=progress)
     info = log_gate_run(
         result.report,
         result.evaluations,
@@ -70,7 +79,6 @@ def run_gate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     )
     result.report = result.report.model_copy(update={"mlflow": info})
     write_reports(result.report, request)
-    return result
 
 
 def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:

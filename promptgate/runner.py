@@ -23,10 +23,12 @@ class RunOutcome:
     """What a run produced.
 
     `outputs[i]` answers `requests[i]`; None means the call was given up.
-    `stats` always has `requested == cached + made`: every request is either answered
-    without a call of its own (a cache hit, or a duplicate of a request sent in this run)
-    or is one of the distinct requests sent. `failed` counts distinct requests given up
-    (so `failed <= made`); a failed request's duplicates are None in `outputs` as well.
+    `stats` always has `requested == cached + made + skipped`: every request is either
+    answered without a call of its own (a cache hit, or a duplicate of a request sent in this
+    run), or is one of the distinct requests sent, or was not sent because an earlier answer
+    showed that no call could succeed (a fatal ProviderError: refused key, no quota). `failed`
+    counts distinct requests given up, skipped ones included (so `failed <= made + skipped`);
+    a failed request's duplicates are None in `outputs` as well.
     `failures` holds the distinct messages of given-up calls, at most 20.
     """
 
@@ -55,17 +57,25 @@ class _Calls:
         self.random = random.Random()
         self.retried = 0
         self.failed = 0
+        self.skipped = 0
         self.failures: dict[str, None] = {}  # insertion-ordered set
+        self.stop_reason: str | None = None  # set by a fatal error: send nothing more
 
     async def answer(self, request: ChatRequest) -> str | None:
         attempt = 1
         while True:
             # The slot is held for the call only, not while backing off.
             async with self.slots:
+                if self.stop_reason is not None:
+                    self.skipped += 1
+                    self._give_up(self.stop_reason)
+                    return None
                 try:
                     return await self.provider.complete(request)
                 except ProviderError as exc:
                     error = exc
+            if error.fatal and self.stop_reason is None:
+                self.stop_reason = f"not sent: an earlier call showed none can succeed ({error})"
             if not error.retryable:
                 self._give_up(f"{error} (not retried)")
                 return None
@@ -162,7 +172,8 @@ async def run_requests(
     stats = CallStats(
         requested=len(requests),
         cached=len(requests) - len(to_send),
-        made=len(to_send),
+        made=len(to_send) - calls.skipped,
+        skipped=calls.skipped,
         retried=calls.retried,
         failed=calls.failed,
     )

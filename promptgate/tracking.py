@@ -290,6 +290,16 @@ def _parent_tags(report: Report) -> dict[str, str]:
         tags["promptgate.pr"] = str(report.pr_number)
     if report.gate is not None and report.gate.config_hash:
         tags["promptgate.config_hash"] = report.gate.config_hash
+    if report.override is not None:
+        override = report.override
+        tags["promptgate.override.label"] = override.label
+        tags["promptgate.override.accepted"] = str(override.accepted).lower()
+        if override.actor:
+            tags["promptgate.override.actor"] = override.actor
+        if override.permission:
+            tags["promptgate.override.permission"] = override.permission
+        if override.reason:
+            tags["promptgate.override.reason"] = override.reason[:4000]
     return tags
 
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from github_stub import GitHubStub
 from llm_stub import LLMStub
+from mlflow_server import MlflowServer, running_mlflow_server
 
 
 @pytest.fixture
@@ -19,3 +21,10 @@ def github_stub() -> Iterator[GitHubStub]:
     """A running GitHub REST stub (see tests/github_stub.py); stopped afterwards."""
     with GitHubStub() as stub:
         yield stub
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    """A running `mlflow server` process (see tests/mlflow_server.py); stopped afterwards."""
+    with running_mlflow_server(tmp_path) as server:
+        yield server

@@ -1,4 +1,5 @@
-"""A GitHub REST stub on 127.0.0.1: issue comments, checked the way GitHub checks them.
+"""A GitHub REST stub on 127.0.0.1: issue comments, checked the way GitHub checks them, plus
+the two reads behind an override label (an issue's events, a collaborator's permission).
 
 It serves the calls the sticky comment makes (list, create, get and edit issue comments) from
 memory, over real sockets. Every request is recorded, and whatever GitHub would refuse (a
@@ -51,6 +52,8 @@ _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _ISSUE_COMMENTS = re.compile(r"/repos/([^/]+)/([^/]+)/issues/(\d+)/comments")
 _ISSUE_COMMENTS_BY_ID = re.compile(r"/repositories/(\d+)/issues/(\d+)/comments")
 _COMMENT = re.compile(r"/repos/([^/]+)/([^/]+)/issues/comments/(\d+)")
+_ISSUE_EVENTS = re.compile(r"/repos/([^/]+)/([^/]+)/issues/(\d+)/events")
+_PERMISSION = re.compile(r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)/permission")
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class GitHubStub:
         self._violations: list[str] = []
         self._comments: dict[int, dict[str, Any]] = {}  # id -> comment, with "_repo", "_issue"
         self._repo_ids: dict[str, int] = {}
+        self._events: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._permissions: dict[tuple[str, str], str] = {}
         self._next_id = 2_000_000_001
         self._clock = 0
         self._stopping = threading.Event()
@@ -225,6 +230,27 @@ class GitHubStub:
         with self._lock:
             return self._public(self._create(repository, issue, body, user or HUMAN))
 
+    def add_label_event(
+        self, repository: str, issue: int, label: str, *, actor: str, removed: bool = False
+    ) -> None:
+        """Record that `actor` added (or removed) `label` on the issue, as its events list shows."""
+        with self._lock:
+            events = self._events.setdefault((repository.lower(), issue), [])
+            events.append(
+                {
+                    "id": 9_000_000_001 + len(events),
+                    "event": "unlabeled" if removed else "labeled",
+                    "actor": {"login": actor, "id": 1000 + len(events), "type": "User"},
+                    "label": {"name": label, "color": "d73a4a"},
+                    "created_at": self._timestamp(),
+                }
+            )
+
+    def set_permission(self, repository: str, user: str, permission: str) -> None:
+        """`user`'s permission on the repository: admin, maintain, write, triage, read or none."""
+        with self._lock:
+            self._permissions[(repository.lower(), user.lower())] = permission
+
     def reset_requests(self) -> None:
         """Forget recorded requests and violations (comments and faults stay)."""
         with self._lock:
@@ -236,6 +262,9 @@ class GitHubStub:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    def requests_to(self, path_suffix: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith(path_suffix)]
 
     @property
     def writes(self) -> list[RecordedRequest]:
@@ -380,6 +409,17 @@ class GitHubStub:
                 if comment["user"]["type"] != "Bot":
                     self._violation(request, f"edited a comment written by {comment['user']}")
                 return self._write(request, lambda: comment)
+        elif (match := _ISSUE_EVENTS.fullmatch(path)) and request.method == "GET":
+            events = self._events.get((f"{match[1]}/{match[2]}".lower(), int(match[3])), [])
+            return self._page(events, request.query)
+        elif (match := _PERMISSION.fullmatch(path)) and request.method == "GET":
+            role = self._permissions.get((f"{match[1]}/{match[2]}".lower(), match[3].lower()))
+            role = role or "none"
+            # `permission` folds maintain into write and triage into read, as GitHub does
+            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+            return _Answer(
+                200, {"permission": legacy, "role_name": role, "user": {"login": match[3]}}
+            )
         self._violation(request, f"no route for {request.method} here")
         return _Answer(404, {"message": "Not Found", "documentation_url": DOCS})
 
@@ -426,6 +466,14 @@ class GitHubStub:
                 f'<{base}?per_page={per_page}&page={number}>; rel="{rel}"' for number, rel in links
             )
         return _Answer(200, [self._public(c) for c in shown], headers)
+
+    def _page(self, items: list[dict[str, Any]], query: dict[str, str]) -> _Answer:
+        """One page of a list (no Link header: these lists are short in the tests)."""
+        per_page = min(max(int(query.get("per_page", "30") or 30), 1), 100)
+        page = max(int(query.get("page", "1") or 1), 1)
+        if len(items) > per_page:
+            self._violations.append("a list longer than one page: extend the stub's paging")
+        return _Answer(200, copy.deepcopy(items[(page - 1) * per_page : page * per_page]))
 
     # -- state (call with the lock held) -------------------------------------------------
     def _create(

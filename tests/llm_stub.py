@@ -9,6 +9,14 @@ for the next requests, and every request is recorded:
         ...  # point a provider at stub.base_url
         assert stub.request_count == 3
 
+With `sampling_noise` > 0 it plays a sampling model instead (see `noisy_answer`): it restates the
+prompt's last line, and at temperature T > 0 drops or replaces each word with probability
+`sampling_noise * T`, from a random stream seeded by (`noise_salt`, the request body, how many
+times this body was seen since the salt was set). Set a new salt (`reseed`, or
+`StubProcess.reseed`) and the same requests draw fresh, reproducible noise. A line such as
+`[stub-regression drop=0.2]` in the prompt is a systematic regression: every word is also
+dropped with that probability, at any temperature.
+
 It serves HTTP/1.1 with keep-alive from an asyncio loop in a background thread: real sockets,
 any number of concurrent requests, and little enough CPU per request that it does not distort
 a benchmark of the client running in the same process.
@@ -17,8 +25,10 @@ a benchmark of the client running in the same process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
+import re
 import socket
 import struct
 import threading
@@ -36,6 +46,15 @@ FaultKind = Literal[
 ]
 CHAT_PATH = "/v1/chat/completions"
 MAX_HEADER_BYTES = 64 * 1024
+#: A prompt line that makes the noisy stub drop every answer word with this extra probability.
+REGRESSION_MARKER = re.compile(r"\[stub-regression drop=(\d*\.?\d+)\]")
+#: Words the noisy stub puts in place of a replaced word (none is likely to be in a reference).
+REPLACEMENTS = (
+    "basically", "somewhat", "really", "perhaps", "overall", "notably", "indeed", "thing",
+    "stuff", "various", "certain", "kind", "sort", "quite", "rather", "maybe",
+)  # fmt: skip
+#: Per-word perturbation probability is capped here, so an answer keeps some of its words.
+MAX_NOISE_PROBABILITY = 0.9
 
 
 def echo(messages: list[dict[str, Any]], max_tokens: int) -> str:
@@ -43,6 +62,58 @@ def echo(messages: list[dict[str, Any]], max_tokens: int) -> str:
     user_turns = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     last = str(user_turns[-1].get("content", "")) if user_turns else ""
     return " ".join(last.split()[:max_tokens])
+
+
+def regression_strength(prompt: str) -> float:
+    """The drop probability of the prompt's regression marker, 0 without one."""
+    found = REGRESSION_MARKER.search(prompt)
+    return min(1.0, float(found.group(1))) if found else 0.0
+
+
+def noisy_answer(
+    messages: list[dict[str, Any]],
+    *,
+    temperature: float,
+    max_tokens: int,
+    sampling_noise: float,
+    rng: random.Random,
+) -> str:
+    """A sampling model's answer: the last line of the last user message, restated.
+
+    The lines above it are instructions; the model follows none of them but the regression
+    marker, so rewording an instruction changes nothing but the noise. At temperature T each
+    word is independently dropped (half the time) or replaced by a filler word (the other half)
+    with probability min(sampling_noise * T, 0.9); a marker `[stub-regression drop=q]` first
+    drops each word with probability q. The answer is never empty (an empty completion is a
+    fault the client retries): when every word went, the first one stays.
+    """
+    user_turns = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    prompt = str(user_turns[-1].get("content", "")) if user_turns else ""
+    lines = [line for line in prompt.splitlines() if line.strip()]
+    words = lines[-1].split() if lines else []
+    drop = regression_strength(prompt)
+    noise = min(max(sampling_noise * temperature, 0.0), MAX_NOISE_PROBABILITY)
+    kept = []
+    for word in words:
+        if drop and rng.random() < drop:
+            continue
+        if noise:
+            draw = rng.random()
+            if draw < noise / 2:
+                continue
+            if draw < noise:
+                word = rng.choice(REPLACEMENTS)
+        kept.append(word)
+    if not kept and words:
+        kept = words[:1]
+    return " ".join(kept[:max_tokens])
+
+
+def noise_seed(salt: str, body: dict[str, Any], occurrence: int) -> int:
+    """The noisy stub's seed for one request: its salt, its body, and which repeat it is."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.blake2b(f"{salt}\0{occurrence}\0{canonical}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 @dataclass(frozen=True)
@@ -128,9 +199,13 @@ class LLMStub:
         max_in_flight: int | None = None,
         in_flight_retry_after: str = "1",
         api_key: str | None = None,
+        sampling_noise: float = 0.0,
+        noise_salt: str = "",
     ) -> None:
         self.latency_s = latency_s
         self.reply = reply
+        #: > 0: answer with `noisy_answer` (per-word noise probability at temperature 1)
+        self.sampling_noise = sampling_noise
         self.fail_always = fail_always  # answer every request with this status
         self.max_in_flight = max_in_flight  # beyond it: 429 with Retry-After
         self.in_flight_retry_after = in_flight_retry_after
@@ -149,6 +224,8 @@ class LLMStub:
         self._thread: threading.Thread | None = None
         self._address: tuple[str, int] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._noise_salt = noise_salt
+        self._occurrences: dict[str, int] = {}  # request body -> times seen under this salt
 
     # -- control -------------------------------------------------------------------------
     def start(self) -> LLMStub:
@@ -213,6 +290,12 @@ class LLMStub:
             self._failure_rate = rate
             self._failure_status = status
             self._random = random.Random(seed)
+
+    def reseed(self, salt: str) -> None:
+        """Draw the noisy stub's answers from a new salt (as if a new run of the model)."""
+        with self._lock:
+            self._noise_salt = salt
+            self._occurrences.clear()
 
     def reset(self) -> None:
         """Forget recorded requests, pending faults and the high-water marks."""
@@ -345,6 +428,8 @@ class LLMStub:
             messages = body.get("messages") or []
             if self.reply is not None:
                 text = self.reply(messages, body)
+            elif self.sampling_noise > 0:
+                text = self._noisy_reply(messages, body)
             else:
                 text = echo(messages, int(body.get("max_tokens") or 16))
             return _Response(200, _completion(body, text, number))
@@ -359,6 +444,25 @@ class LLMStub:
         if fault.kind == "empty_content":
             return _Response(200, _completion(body, "", number))
         return fault  # reset, close or hang: the connection is dealt with, not answered
+
+    def _noisy_reply(self, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+        temperature = float(body.get("temperature") or 0.0)
+        if temperature > 0:
+            key = json.dumps(body, sort_keys=True)
+            with self._lock:
+                occurrence = self._occurrences.get(key, 0)
+                self._occurrences[key] = occurrence + 1
+                salt = self._noise_salt
+            seed = noise_seed(salt, body, occurrence)
+        else:  # greedy decoding: the same answer every time, whatever the salt
+            seed = noise_seed("", body, 0)
+        return noisy_answer(
+            messages,
+            temperature=temperature,
+            max_tokens=int(body.get("max_tokens") or 16),
+            sampling_noise=self.sampling_noise,
+            rng=random.Random(seed),
+        )
 
 
 def _completion(body: dict[str, Any], text: str, number: int) -> bytes:
@@ -403,10 +507,19 @@ def _encode(response: _Response, keep_alive: bool) -> bytes:
 
 
 class StubProcess:
-    """The stub in a process of its own, so a benchmark's client does not share its GIL."""
+    """The stub in a process of its own, so a benchmark's client does not share its GIL.
+
+    It serves until its stdin closes; a line `salt <text>` on stdin reseeds its noise
+    (`reseed`), acknowledged with a line `ok` on its stdout.
+    """
 
     def __init__(
-        self, *, latency_s: float = 0.0, max_in_flight: int | None = None, failure_rate: float = 0.0
+        self,
+        *,
+        latency_s: float = 0.0,
+        max_in_flight: int | None = None,
+        failure_rate: float = 0.0,
+        sampling_noise: float = 0.0,
     ) -> None:
         import subprocess
         import sys
@@ -418,6 +531,8 @@ class StubProcess:
             str(latency_s),
             "--failure-rate",
             str(failure_rate),
+            "--sampling-noise",
+            str(sampling_noise),
         ]
         if max_in_flight is not None:
             command += ["--max-in-flight", str(max_in_flight)]
@@ -428,6 +543,16 @@ class StubProcess:
         self.base_url = self._process.stdout.readline().strip()
         if not self.base_url.startswith("http"):
             raise RuntimeError("the stub process did not start")
+
+    def reseed(self, salt: str) -> None:
+        """`LLMStub.reseed` in the stub process; returns once it applies."""
+        if "\n" in salt:
+            raise ValueError("a salt is one line")
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(f"salt {salt}\n")
+        self._process.stdin.flush()
+        if self._process.stdout.readline().strip() != "ok":
+            raise RuntimeError("the stub process did not acknowledge the new salt")
 
     def __enter__(self) -> StubProcess:
         return self
@@ -446,12 +571,22 @@ def _serve_until_stdin_closes() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--max-in-flight", type=int, default=None)
     parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--sampling-noise", type=float, default=0.0)
     args = parser.parse_args()
-    with LLMStub(latency_s=args.latency, max_in_flight=args.max_in_flight) as stub:
+    stub = LLMStub(
+        latency_s=args.latency,
+        max_in_flight=args.max_in_flight,
+        sampling_noise=args.sampling_noise,
+    )
+    with stub:
         if args.failure_rate:
             stub.fail_randomly(args.failure_rate, seed=0)
         print(stub.base_url, flush=True)
-        sys.stdin.read()
+        for line in sys.stdin:  # until stdin closes
+            command, _, argument = line.rstrip("\n").partition(" ")
+            if command == "salt":
+                stub.reseed(argument)
+                print("ok", flush=True)
 
 
 if __name__ == "__main__":

@@ -316,3 +316,82 @@ def test_a_comment_github_would_refuse_is_a_warning_not_a_crash(workspace: Works
     )
     assert run.code == 1 and "::warning::" in run.log and "Traceback" not in run.log
     assert workspace.github.requests == []
+
+
+# --- the override label -----------------------------------------------------------------
+OVERRIDE_LABEL = "promptgate: accept-regression"
+
+
+def _labelled(workspace: Workspace, *labels: str) -> dict[str, object]:
+    payload = workspace.pr_event("labeled")
+    payload["pull_request"]["labels"] = [{"name": name, "color": "d73a4a"} for name in labels]  # type: ignore[index]
+    return payload
+
+
+def test_the_override_label_from_a_maintainer_passes_the_step_on_record(
+    workspace: Workspace,
+) -> None:
+    from mlflow import MlflowClient
+
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    workspace.github.add_label_event(REPOSITORY, PR, OVERRIDE_LABEL, actor="lead")
+    workspace.github.set_permission(REPOSITORY, "lead", "maintain")
+    run = workspace.run("pull_request", _labelled(workspace, "docs", OVERRIDE_LABEL))
+    assert run.code == 0, run.log
+    assert run.outputs["verdict"] == "fail"  # the measurement is not rewritten
+    assert run.outputs["regression-accepted-by"] == "lead"
+    report = json.loads((workspace.builder.root / run.outputs["report-path"]).read_text())
+    assert report["verdict"] == "fail"
+    assert report["override"] == {
+        "label": OVERRIDE_LABEL, "accepted": True, "actor": "lead", "permission": "maintain",
+        "applied_at": report["override"]["applied_at"], "reason": None,
+    }  # fmt: skip
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    assert "**Regression accepted** by @\u200blead (maintain access)" in comment["body"]
+    assert "regression accepted by @lead" in run.log  # a ::warning:: in the job log
+    client = MlflowClient(tracking_uri=f"sqlite:///{(workspace.tmp / 'mlflow.db').as_posix()}")
+    tags = client.get_run(report["mlflow"]["run_id"]).data.tags
+    assert tags["promptgate.verdict"] == "fail"
+    assert tags["promptgate.override.accepted"] == "true"
+    assert tags["promptgate.override.actor"] == "lead"
+    assert tags["promptgate.actor"] == "octocat" and tags["promptgate.pr"] == str(PR)
+    assert tags["promptgate.pr_title"] == "Make the summary friendlier"
+
+
+def test_the_override_label_from_someone_without_write_access_changes_nothing(
+    workspace: Workspace,
+) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    workspace.github.add_label_event(REPOSITORY, PR, OVERRIDE_LABEL, actor="author")
+    workspace.github.set_permission(REPOSITORY, "author", "triage")
+    run = workspace.run("pull_request", _labelled(workspace, OVERRIDE_LABEL))
+    assert run.code == 1 and run.outputs["regression-accepted-by"] == ""
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    assert "was not honoured: @\u200bauthor has triage access" in comment["body"]
+
+
+def test_a_pr_cannot_rename_the_override_label_to_one_it_already_has(
+    workspace: Workspace,
+) -> None:
+    """The label's name comes from the base branch's config, like every other setting."""
+    config = (workspace.builder.root / "promptgate.yaml").read_text()
+    workspace.builder.commit(
+        {"prompts/a.txt": BAD, "promptgate.yaml": config + "gate:\n  override_label: docs\n"}
+    )
+    workspace.github.add_label_event(REPOSITORY, PR, "docs", actor="lead")
+    workspace.github.set_permission(REPOSITORY, "lead", "admin")
+    run = workspace.run("pull_request", _labelled(workspace, "docs"))
+    assert run.code == 1
+    report = json.loads((workspace.builder.root / run.outputs["report-path"]).read_text())
+    assert report["override"] is None and report["config_changed"]
+    assert workspace.github.requests_to("/events") == []
+
+
+def test_an_error_is_never_overridden(workspace: Workspace) -> None:
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    workspace.github.add_label_event(REPOSITORY, PR, OVERRIDE_LABEL, actor="lead")
+    workspace.github.set_permission(REPOSITORY, "lead", "admin")
+    workspace.llm.fail_always = 401
+    run = workspace.run("pull_request", _labelled(workspace, OVERRIDE_LABEL))
+    assert run.code == 3 and run.outputs["verdict"] == "error"
+    assert workspace.github.requests_to("/events") == []

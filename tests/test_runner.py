@@ -73,6 +73,7 @@ def test_every_request_gets_its_own_answer_in_order(llm_stub: LLMStub) -> None:
         "made": 20,
         "retried": 0,
         "failed": 0,
+        "skipped": 0,
     }
     assert outcome.failures == [] and outcome.stats.failed == 0
     assert progress == list(range(1, 21))
@@ -167,6 +168,31 @@ def test_a_rejected_key_is_not_retried_and_never_shown(
     [message] = outcome.failures
     assert "HTTP 401" in message and f"${KEY_ENV}" in message and "not retried" in message
     assert secret not in repr(outcome)
+
+
+def test_a_rejected_key_stops_the_run_instead_of_failing_every_call_one_by_one(
+    llm_stub: LLMStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-wrong")
+    llm_stub.api_key = "the-right-key"
+    outcome = run(questions(200), stub_provider(llm_stub), concurrency=4, max_retries=5)
+
+    assert outcome.outputs == [None] * 200
+    sent = llm_stub.request_count
+    assert sent <= 4  # at most the calls already in flight when the first 401 came back
+    stats = outcome.stats
+    assert (stats.made, stats.skipped, stats.failed, stats.retried) == (sent, 200 - sent, 200, 0)
+    assert stats.requested == stats.cached + stats.made + stats.skipped
+    assert any(
+        m.startswith("not sent: an earlier call showed none can succeed") for m in outcome.failures
+    )
+
+
+def test_a_refused_request_does_not_stop_the_others(llm_stub: LLMStub) -> None:
+    llm_stub.script(Fault.http_error(400))  # one bad request (say, too long a prompt)
+    outcome = run(questions(20), stub_provider(llm_stub), concurrency=4)
+    assert outcome.stats.failed == 1 and outcome.stats.skipped == 0
+    assert sum(o is not None for o in outcome.outputs) == 19
 
 
 def test_identical_requests_are_sent_once(llm_stub: LLMStub) -> None:

@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from mlflow_server import MlflowServer, closed_port
 
 from promptgate.compare import GATE_RULE
 from promptgate.config import MlflowConfig
@@ -154,12 +149,6 @@ def four_kinds_of_change() -> list[PromptEvaluation]:
         evaluation("prompts/added.txt", "added", "new", metric=bleu(None, 35.0)),
         evaluation("prompts/deleted.txt", "deleted", "removed"),
     ]  # fmt: skip
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -435,61 +424,9 @@ def test_credentials_in_the_uri_are_not_shown(monkeypatch: pytest.MonkeyPatch) -
 # --- a live tracking server ---------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    uri: str
-    artifacts: Path
-    startup_seconds: float
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[Server]:
-    """`mlflow server` on a free port with a SQLite store and proxied artifacts."""
-    port = closed_port()
-    artifacts = tmp_path / "artifacts"
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no huey workers
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-        "--artifacts-destination", str(artifacts),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    log = (tmp_path / "server.log").open("w")
-    started = time.monotonic()
-    server = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        _wait_for_health(f"http://127.0.0.1:{port}/health", server, tmp_path / "server.log")
-        yield Server(f"http://127.0.0.1:{port}", artifacts, time.monotonic() - started)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server runs uvicorn in a child process
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-
-
-def _wait_for_health(url: str, server: subprocess.Popen[Any], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited early:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"mlflow server not healthy after 90 s:\n{log.read_text()}")
-
-
 @pytest.mark.slow
 def test_a_gate_run_logged_over_http_links_to_the_run(
-    mlflow_server: Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     print(f"mlflow server ready in {mlflow_server.startup_seconds:.1f} s")

@@ -65,6 +65,11 @@ class EventContext(BaseModel):
     repository: str
     actor: str = ""
     run_url: str | None = None
+    # a push to the repository's default branch: what was merged (the Prompt Registry's cue)
+    pushed_default_branch: bool = False
+    labels: tuple[str, ...] = ()  # the pull request's labels (the override label's cue)
+    pr_title: str = ""
+    pr_url: str = ""
 
 
 def read_event(env: Mapping[str, str], inputs: ActionInputs) -> EventContext:
@@ -85,8 +90,19 @@ def read_event(env: Mapping[str, str], inputs: ActionInputs) -> EventContext:
                 "the pull_request payload lacks base/head shas or a number",
                 file="GITHUB_EVENT_PATH",
             ) from exc
+        labels = tuple(
+            str(label["name"])
+            for label in pull.get("labels") or []
+            if isinstance(label, dict) and "name" in label
+        )
         return EventContext(
-            base=inputs.base or base, head=inputs.head or head, pr_number=number, **common
+            base=inputs.base or base,
+            head=inputs.head or head,
+            pr_number=number,
+            labels=labels,
+            pr_title=str(pull.get("title") or ""),
+            pr_url=str(pull.get("html_url") or ""),
+            **common,
         )
     if name == "workflow_dispatch":
         dispatched = payload.get("inputs") or {}
@@ -101,16 +117,21 @@ def read_event(env: Mapping[str, str], inputs: ActionInputs) -> EventContext:
         )
         if not after:
             raise BadInput("the push payload has no 'after' sha", file="GITHUB_EVENT_PATH")
+        default_branch = (payload.get("repository") or {}).get("default_branch")
+        pushed_default = (
+            bool(default_branch) and payload.get("ref") == f"refs/heads/{default_branch}"
+        )
         if before and before != ZERO_SHA:
             base = before
         else:  # a new branch: compare with the default branch it was cut from, if it is not that
             default = _default_branch(payload)
-            pushed_default = (
-                payload.get("ref")
-                == f"refs/heads/{(payload.get('repository') or {}).get('default_branch')}"
-            )
             base = f"{after}~1" if pushed_default or default is None else default
-        return EventContext(base=inputs.base or base, head=inputs.head or after, **common)
+        return EventContext(
+            base=inputs.base or base,
+            head=inputs.head or after,
+            pushed_default_branch=pushed_default,
+            **common,
+        )
     raise BadInput(
         f"the '{name or '(none)'}' event is not supported; run promptgate on "
         f"{', '.join(SUPPORTED_EVENTS)} (see the README's workflow example)",

@@ -37,12 +37,21 @@ class ChatRequest(BaseModel):
 
 
 class ProviderError(Exception):
-    """A call that did not produce an answer. `retryable` says whether trying again may help."""
+    """A call that did not produce an answer. `retryable` says whether trying again may help;
+    `fatal` that no other call can succeed either (refused credentials, no quota left)."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        fatal: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.fatal = fatal
 
 
 class Provider(ABC):

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from promptgate.report.format import format_interval, format_score
+from promptgate.report.format import calls_summary, format_interval, format_score
 
 if TYPE_CHECKING:
     from promptgate.calibrate import Calibration
@@ -64,9 +64,4 @@ def print_calibration(calibration: Calibration, console: Console) -> None:
         "square root of their number.",
         markup=False,
     )
-    calls = calibration.calls
-    console.print(
-        f"Calls: {calls.requested} requested, {calls.cached} cached, {calls.made} made, "
-        f"{calls.retried} retried, {calls.failed} failed",
-        markup=False,
-    )
+    console.print(f"Calls: {calls_summary(calibration.calls)}", markup=False)

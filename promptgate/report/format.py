@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from promptgate.report.model import MetricResult, PromptReport, Report
+from promptgate.report.model import CallStats, MetricResult, PromptReport, Report
 
 MINUS = "−"  # U+2212: lines up with "+" in proportional fonts
 DEFAULT_CONFIDENCE = 0.95
@@ -72,3 +72,17 @@ def nothing_judged_line(report: Report) -> str:
     if stopped_early(report):
         return "The gate stopped before judging any prompt; fix the error above and run it again."
     return "No prompt file changed between base and head; nothing to evaluate."
+
+
+def calls_summary(calls: CallStats, separator: str = ", ") -> str:
+    """`24 requested, 0 cached, 24 made, 0 retried, 0 failed` (+ skipped, when any were)."""
+    parts = [
+        f"{calls.requested} requested",
+        f"{calls.cached} cached",
+        f"{calls.made} made",
+        f"{calls.retried} retried",
+        f"{calls.failed} failed",
+    ]
+    if calls.skipped:
+        parts.append(f"{calls.skipped} not sent after a fatal error")
+    return separator.join(parts)

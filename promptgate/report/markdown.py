@@ -19,6 +19,7 @@ from promptgate.report.format import (
     PROMPT_ICONS,
     VERDICT_ICONS,
     VERDICT_WORDS,
+    calls_summary,
     confidence_label,
     display_path,
     format_interval,
@@ -28,7 +29,7 @@ from promptgate.report.format import (
     short_sha,
     stopped_early,
 )
-from promptgate.report.model import ExampleChange, PromptReport, Report
+from promptgate.report.model import ExampleChange, Override, PromptReport, Report
 
 MARKER = "<!-- promptgate:report -->"
 STATUS_CELLS = {"pass": "✅ pass", "fail": "❌ fail"}
@@ -55,7 +56,8 @@ def _code(text: str) -> str:
 def _header(report: Report, heading: str) -> str:
     lines = [
         MARKER,
-        f"## {VERDICT_ICONS[report.verdict]} {heading}: {VERDICT_WORDS[report.verdict]}",
+        f"## {VERDICT_ICONS[report.verdict]} {heading}: {VERDICT_WORDS[report.verdict]}"
+        + (" · regression accepted" if report.override and report.override.accepted else ""),
         "",
         (
             f"{_code(short_sha(report.base.sha))}..{_code(short_sha(report.head.sha))} "
@@ -65,6 +67,8 @@ def _header(report: Report, heading: str) -> str:
         + f"(base {escape.inline(report.base.ref, 80)} → head {escape.inline(report.head.ref, 80)})"
         + ("" if stopped_early(report) else f" · {_prompt_counts(report.prompts)}"),
     ]
+    if report.override:
+        lines += ["", *_override_note(report.override)]
     if report.config_changed:
         source = report.gate.config_source if report.gate else None
         when = (
@@ -79,6 +83,23 @@ def _header(report: Report, heading: str) -> str:
         lines += ["", "**Errors**", ""]
         lines += [f"- {escape.inline(error, 500)}" for error in report.errors]
     return "\n".join(lines)
+
+
+def _override_note(override: Override) -> list[str]:
+    label = escape.inline(override.label, 60)
+    if override.accepted:
+        when = f" at {escape.inline(override.applied_at, 40)}" if override.applied_at else ""
+        return [
+            "> [!CAUTION]",
+            f"> **Regression accepted** by {escape.inline('@' + (override.actor or '?'), 60)} "
+            f"({escape.inline(override.permission or '?', 20)} access) with the label "
+            f"“{label}”{when}. The verdict stays *fail* and is recorded; the check passes. "
+            "Remove the label to gate again.",
+        ]
+    return [
+        "> [!WARNING]",
+        f"> The label “{label}” was not honoured: {escape.inline(override.reason or '', 400)}",
+    ]
 
 
 def _config_changes_table(report: Report) -> str:
@@ -248,11 +269,7 @@ def _run_and_calls(report: Report) -> str:
         lines.append(f"📈 MLflow: {run}{where}{store}")
     if info.warning:
         lines.append(f"⚠️ MLflow: {escape.inline(info.warning, 500)}")
-    calls = report.calls
-    lines.append(
-        f"🔁 Calls: {calls.requested} requested · {calls.cached} cached · {calls.made} made · "
-        f"{calls.retried} retried · {calls.failed} failed"
-    )
+    lines.append(f"🔁 Calls: {calls_summary(report.calls, ' · ')}")
     return "\n\n".join(lines)
 
 

@@ -73,6 +73,9 @@ class CallStats(Model):
     made: int = 0
     retried: int = 0
     failed: int = 0
+    skipped: int = Field(
+        default=0, description="not sent: an earlier answer showed none could succeed (bad key)"
+    )
 
 
 class MlflowInfo(Model):
@@ -108,6 +111,17 @@ class GateInfo(Model):
     signatures: dict[str, str] = Field(default_factory=dict)
 
 
+class Override(Model):
+    """An override label on a failed PR: accepted (step passes, verdict stays fail) or refused."""
+
+    label: str
+    accepted: bool
+    actor: str | None = Field(default=None, description="who added the label last")
+    permission: str | None = Field(default=None, description="their role on the repository")
+    applied_at: str | None = None
+    reason: str | None = Field(default=None, description="why it was refused")
+
+
 class Report(Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     verdict: Verdict
@@ -121,3 +135,4 @@ class Report(Model):
     gate: GateInfo | None = None
     errors: list[str] = Field(default_factory=list)
     pr_number: int | None = None
+    override: Override | None = None

@@ -16,6 +16,7 @@ from promptgate.report.format import (
     PROMPT_ICONS,
     VERDICT_ICONS,
     VERDICT_WORDS,
+    calls_summary,
     confidence_label,
     display_path,
     format_interval,
@@ -47,6 +48,21 @@ def print_summary(report: Report, console: Console) -> None:
             ")",
         )
     )
+    override = report.override
+    if override and override.accepted:
+        console.print(
+            Text(
+                f"Regression accepted by @{override.actor} ({override.permission} access) with "
+                f"the label '{override.label}': the verdict stays fail, the step passes.",
+                style="bold yellow",
+            )
+        )
+    elif override:
+        console.print(
+            Text(
+                f"The label '{override.label}' was not honoured: {override.reason}", style="yellow"
+            )
+        )
     if report.config_changed:
         console.print(Text("⚠ This PR changes the gate config.", style="yellow"))
     for error in report.errors:
@@ -56,12 +72,7 @@ def print_summary(report: Report, console: Console) -> None:
     ci_label = confidence_label(report)
     for prompt in report.prompts:
         _print_prompt(prompt, ci_label, console)
-    calls = report.calls
-    console.print(
-        f"Calls: {calls.requested} requested, {calls.cached} cached, {calls.made} made, "
-        f"{calls.retried} retried, {calls.failed} failed",
-        markup=False,
-    )
+    console.print(f"Calls: {calls_summary(report.calls)}", markup=False)
     _print_mlflow(report, console)
 
 
