@@ -11,7 +11,8 @@ from functools import cached_property
 from typing import Any, Literal
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptgate.errors import BadInput
