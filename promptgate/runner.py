@@ -37,6 +37,42 @@ class RunOutcome:
     failures: list[str] = field(default_factory=list)
 
 
+class AdaptiveLimit:
+    """At most `limit` calls in flight. A 429 lowers the limit to the calls still in flight (what
+    the server is admitting); `limit` successes in a row raise it by one, up to `maximum`. So a
+    server that admits fewer calls than configured is not hammered with calls it turns away.
+    """
+
+    def __init__(self, maximum: int) -> None:
+        if maximum < 1:
+            raise ValueError(f"concurrency must be at least 1, not {maximum}")
+        self.maximum = maximum
+        self.limit = maximum
+        self.in_flight = 0
+        self.lowest = maximum  # for reports and tests
+        self._successes = 0
+        self._room = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while self.in_flight >= self.limit:
+            self._room.clear()
+            await self._room.wait()
+        self.in_flight += 1
+
+    def release(self, *, overloaded: bool) -> None:
+        self.in_flight -= 1
+        if overloaded:
+            self.limit = max(1, min(self.limit, self.in_flight))
+            self.lowest = min(self.lowest, self.limit)
+            self._successes = 0
+        else:
+            self._successes += 1
+            if self._successes >= self.limit and self.limit < self.maximum:
+                self.limit += 1
+                self._successes = 0
+        self._room.set()
+
+
 class _Calls:
     """Sends requests with bounded concurrency and retries, and tallies what happened."""
 
@@ -50,7 +86,7 @@ class _Calls:
         backoff_max_s: float,
     ) -> None:
         self.provider = provider
-        self.slots = asyncio.Semaphore(concurrency)
+        self.slots = AdaptiveLimit(concurrency)
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -65,15 +101,18 @@ class _Calls:
         attempt = 1
         while True:
             # The slot is held for the call only, not while backing off.
-            async with self.slots:
+            await self.slots.acquire()
+            error = None
+            try:
                 if self.stop_reason is not None:
                     self.skipped += 1
                     self._give_up(self.stop_reason)
                     return None
-                try:
-                    return await self.provider.complete(request)
-                except ProviderError as exc:
-                    error = exc
+                return await self.provider.complete(request)
+            except ProviderError as exc:
+                error = exc
+            finally:
+                self.slots.release(overloaded=error is not None and error.overloaded)
             if error.fatal and self.stop_reason is None:
                 self.stop_reason = f"not sent: an earlier call showed none can succeed ({error})"
             if not error.retryable:

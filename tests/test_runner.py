@@ -16,7 +16,7 @@ from promptgate.config import ProviderConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.providers import ChatMessage, ChatRequest, Provider, make_provider
 from promptgate.report.model import CallStats
-from promptgate.runner import RunOutcome, run_requests, run_requests_sync
+from promptgate.runner import AdaptiveLimit, RunOutcome, run_requests, run_requests_sync
 
 KEY_ENV = "PROMPTGATE_TEST_API_KEY"
 BACKOFF_S = 0.001  # keeps retries fast; a server's Retry-After still counts
@@ -272,6 +272,44 @@ def test_no_more_calls_are_in_flight_than_the_concurrency(llm_stub: LLMStub) -> 
     assert outcome.stats.failed == 0
     assert llm_stub.max_in_flight_seen == 4
     assert outcome.stats.retried == 0  # never over the limit, so never a 429
+
+
+def test_a_server_that_admits_fewer_calls_is_met_at_its_limit_not_hammered(
+    llm_stub: LLMStub,
+) -> None:
+    llm_stub.latency_s = 0.02
+    llm_stub.max_in_flight = 4  # the server's limit; we are configured for 16
+    llm_stub.in_flight_retry_after = "0.05"
+    outcome = run(questions(120), stub_provider(llm_stub, concurrency=16), concurrency=16)
+
+    assert outcome.stats.failed == 0 and all(outcome.outputs)
+    # A fixed 16 would see about three 429s per answer (12 of every 16 turned away); adapting,
+    # the limit falls to 4 at the first burst and then probes one above it now and then.
+    rejected = llm_stub.request_count - 120
+    assert rejected == outcome.stats.retried
+    assert rejected < 60, f"{rejected} calls turned away for 120 answers"
+
+
+def test_the_adaptive_limit_falls_to_what_is_admitted_and_creeps_back() -> None:
+    async def scenario() -> None:
+        limit = AdaptiveLimit(8)
+        for _ in range(8):
+            await limit.acquire()
+        for _ in range(3):  # the server turns three away: five were admitted
+            limit.release(overloaded=True)
+        assert (limit.limit, limit.in_flight) == (5, 5)
+        for _ in range(5):
+            limit.release(overloaded=False)
+        assert limit.limit == 6  # a window of successes: one more
+        for _ in range(6):
+            await limit.acquire()
+        blocked = asyncio.ensure_future(limit.acquire())
+        await asyncio.sleep(0)
+        assert not blocked.done()  # a seventh must wait for room
+        limit.release(overloaded=False)
+        await asyncio.wait_for(blocked, 1)
+
+    asyncio.run(scenario())
 
 
 def test_concurrent_calls_overlap_their_latency(llm_stub: LLMStub) -> None:

@@ -38,7 +38,8 @@ class ChatRequest(BaseModel):
 
 class ProviderError(Exception):
     """A call that did not produce an answer. `retryable` says whether trying again may help;
-    `fatal` that no other call can succeed either (refused credentials, no quota left)."""
+    `fatal` that no other call can succeed either (refused credentials, no quota left);
+    `overloaded` that the server turned it away for load (429)."""
 
     def __init__(
         self,
@@ -47,11 +48,14 @@ class ProviderError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         fatal: bool = False,
+        overloaded: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.fatal = fatal
+        #: the server turned the call away for load (429): fewer calls at once may help
+        self.overloaded = overloaded
 
 
 class Provider(ABC):

@@ -141,9 +141,14 @@ class OpenAIProvider(Provider):
         retryable: bool,
         retry_after: float | None = None,
         fatal: bool = False,
+        overloaded: bool = False,
     ) -> ProviderError:
         return ProviderError(
-            self._redact(message), retryable=retryable, retry_after=retry_after, fatal=fatal
+            self._redact(message),
+            retryable=retryable,
+            retry_after=retry_after,
+            fatal=fatal,
+            overloaded=overloaded,
         )
 
     async def complete(self, request: ChatRequest) -> str:
@@ -194,7 +199,12 @@ class OpenAIProvider(Provider):
                 fatal=True,
             )
         if status == 429 or status >= 500 or status in RETRYABLE_STATUSES:
-            return self._error(f"{where}{said}", retryable=True, retry_after=_retry_after(response))
+            return self._error(
+                f"{where}{said}",
+                retryable=True,
+                retry_after=_retry_after(response),
+                overloaded=status == 429,
+            )
         if status in (401, 403):
             hint = (
                 f"check the key in ${self.api_key_env}"
