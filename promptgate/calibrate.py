@@ -16,20 +16,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from promptgate.changes import all_prompts, open_repo, resolve_range
-from promptgate.compare import bootstrap_deltas
 from promptgate.config import Config
 from promptgate.errors import BadInput, CouldNotEvaluate
 from promptgate.gate import ProgressStart, generate
 from promptgate.gate_config import load_gate_config
-from promptgate.metrics import Metric, make_metric
 from promptgate.plan import PromptPlan, plan_prompt
 from promptgate.report.format import decimals
-from promptgate.report.model import CallStats
+from promptgate.report.model import CallStats, Side
 from promptgate.request import GateRequest
+from promptgate.scoring import Scorer, SideRows
 
 NOISE_FLOOR_Z = 2.326  # one-sided 1%: a max_drop below this fails >1% of no-op PRs
 SUGGESTED_Z = 3.0  # one-sided 0.13%
@@ -87,14 +85,13 @@ def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) ->
     plans = [
         _split(plan_prompt(rng, change, config, gate_config.path), config) for change in changes
     ]
-    metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
-    calls, failures = generate(plans, list(metrics.values()), config, request, repo_root, progress)
-    if failures or calls.failed:
+    calls, failures, scorer = generate(plans, config, request, repo_root, progress)
+    if failures or calls.failed or scorer is None:
         raise CouldNotEvaluate(
             f"{calls.failed} generation(s) failed after retries; no noise figure is given from "
             "an incomplete run: " + "; ".join(failures[:3])
         )
-    prompts = [_measure(plan, metrics, config) for plan in plans]
+    prompts = [_measure(plan, index, scorer, config) for index, plan in enumerate(plans)]
     return Calibration(
         ref=ref,
         sha=rng.head_sha,
@@ -106,7 +103,8 @@ def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) ->
         temperature=config.provider.temperature,
         prompts=prompts,
         suggested_max_drop={
-            name: max(p.metrics[name].suggested_max_drop for p in prompts) for name in metrics
+            name: max(p.metrics[name].suggested_max_drop for p in prompts)
+            for name in config.metrics
         },
         calls=calls,
     )
@@ -122,28 +120,21 @@ def _split(plan: PromptPlan, config: Config) -> PromptPlan:
     return plan
 
 
-def _measure(plan: PromptPlan, metrics: dict[str, Metric], config: Config) -> PromptNoise:
-    references = [example.expected for example in plan.examples]
-    texts = {
-        side: [[t or "" for t in samples] for samples in plan.outputs[side]]
-        for side in ("baseline", "candidate")
+def _measure(plan: PromptPlan, index: int, scorer: Scorer, config: Config) -> PromptNoise:
+    examples = range(len(plan.examples))
+    sides: dict[Side, SideRows] = {
+        side: scorer.side_rows(index, side, examples, config.gate.samples) for side in plan.sides()
     }
-    measured = {}
-    for name, metric in metrics.items():
-        baseline = metric.score(texts["baseline"], references)
-        candidate = metric.score(texts["candidate"], references)
-        draws = bootstrap_deltas(
-            baseline, candidate, resamples=config.gate.bootstrap_resamples, seed=config.gate.seed
-        )
-        tail = (1.0 - config.gate.confidence) / 2.0
-        ci_low, ci_high = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
-        measured[name] = noise_figures(
+    measured = {
+        name: noise_figures(
             name,
-            delta=candidate.aggregate() - baseline.aggregate(),
-            ci=(ci_low, ci_high),
-            standard_error=float(np.std(draws)),
-            max_drop=metric.config.max_drop,
+            delta=noise.delta,
+            ci=(noise.ci_low, noise.ci_high),
+            standard_error=noise.standard_error,
+            max_drop=config.metrics[name].max_drop,
         )
+        for name, noise in scorer.noise(sides, config.gate).items()
+    }
     return PromptNoise(path=plan.change.path, examples=len(plan.examples), metrics=measured)
 
 

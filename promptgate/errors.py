@@ -23,6 +23,10 @@ class GateError(Exception):
         self.file = file
         self.line = line
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Raised in the scoring worker process, re-raised here: keep file and line.
+        return (_rebuild, (type(self), self.message, self.file, self.line))
+
     def __str__(self) -> str:
         if self.file is None:
             return self.message
@@ -40,3 +44,7 @@ class CouldNotEvaluate(GateError):
     """The provider, git or a required store failed after retries (exit 3; never a pass)."""
 
     exit_code = ExitCode.COULD_NOT_EVALUATE
+
+
+def _rebuild(cls: type[GateError], message: str, file: str | None, line: int | None) -> GateError:
+    return cls(message, file=file, line=line)

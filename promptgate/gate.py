@@ -5,21 +5,20 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from promptgate.cache import ResponseCache, default_cache_path
 from promptgate.changes import all_prompts, changed_prompts, open_repo, resolve_range
-from promptgate.compare import GATE_RULE, compare_metric
+from promptgate.compare import GATE_RULE
 from promptgate.config import Config
 from promptgate.dataset import Example
 from promptgate.errors import ExitCode
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.gate_config import GateConfig, load_gate_config
-from promptgate.metrics import Metric, ScoredSide, make_metric
-from promptgate.plan import PromptPlan, Side, plan_prompt
+from promptgate.metrics.base import FloatArray
+from promptgate.plan import PromptPlan, plan_prompt
 from promptgate.providers import make_provider
 from promptgate.providers.base import ChatRequest, Provider
 from promptgate.report.model import (
@@ -30,10 +29,12 @@ from promptgate.report.model import (
     PromptReport,
     PromptVerdict,
     Report,
+    Side,
     Verdict,
 )
 from promptgate.request import GateRequest
-from promptgate.runner import run_requests_sync
+from promptgate.runner import AnswerCallback, run_requests_sync
+from promptgate.scoring import Scorer, Slot
 
 ProgressStart = Callable[[int], Callable[[int], None]]
 """Called with the number of requests; returns the per-completion callback (done count)."""
@@ -91,9 +92,8 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
     plans = [plan_prompt(rng, change, config, gate_config.path) for change in changes]
 
-    metrics = {name: make_metric(name, settings) for name, settings in config.metrics.items()}
-    calls, failures = generate(plans, list(metrics.values()), config, request, repo_root, progress)
-    evaluations = [_judge(plan, metrics, config) for plan in plans]
+    calls, failures, scorer = generate(plans, config, request, repo_root, progress)
+    evaluations = [_judge(plan, index, scorer, config) for index, plan in enumerate(plans)]
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
         base=GitSide(ref=rng.base_ref, sha=rng.base_sha),
@@ -102,7 +102,7 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
         config_changes=gate_config.changes,
         prompts=[e.report for e in evaluations],
         calls=calls,
-        gate=_gate_info(gate_config, metrics if plans else {}),
+        gate=_gate_info(gate_config, scorer.signatures() if scorer else {}),
         errors=failures,
         pr_number=request.pr_number,
     )
@@ -117,67 +117,51 @@ def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:
 
 def generate(
     plans: list[PromptPlan],
-    metrics: list[Metric],
     config: Config,
     request: GateRequest,
     repo_root: Path,
     progress: ProgressStart | None = None,
-) -> tuple[CallStats, list[str]]:
-    """Make every plan's calls and fill its outputs; the metrics are ready when this returns.
+) -> tuple[CallStats, list[str], Scorer | None]:
+    """Make every plan's calls, fill its outputs, and have each answer scored as it arrives.
 
-    The provider and its HTTP stack load first so the first request waits on nothing; the
-    metrics' heavy imports then run in the background while calls are in flight.
+    The provider loads first, so the first request waits on nothing; the scoring worker then
+    starts, importing the metric libraries while calls are in flight (scoring.py). The scorer
+    returned has every answer's rows (None when there was nothing to call).
     """
-    flat = [
-        r
-        for plan in plans
-        for side in plan.sides()
-        for samples in plan.requests[side]
-        for r in samples
-    ]
-    provider = make_provider(config.provider) if flat else None
-    metrics_ready = _prepare_in_background(metrics if flat else [])
-    outputs, calls, failures = _generate(flat, provider, config, request, repo_root, progress)
+    flat: list[ChatRequest] = []
+    slots: list[Slot] = []
+    for index, plan in enumerate(plans):
+        for side in plan.sides():
+            for example, samples in enumerate(plan.requests[side]):
+                for sample, chat in enumerate(samples):
+                    flat.append(chat)
+                    slots.append(Slot(index, side, example, sample))
+    if not flat:
+        return CallStats(), [], None
+    provider = make_provider(config.provider)
+    scorer = Scorer(config.metrics)
+
+    def score(index: int, text: str) -> None:
+        slot = slots[index]
+        scorer.add(slot, text, plans[slot.plan].examples[slot.example].expected)
+
+    outputs, calls, failures = _generate(
+        flat, provider, config, request, repo_root, progress, score
+    )
     _distribute(plans, outputs)
-    metrics_ready()
-    return calls, failures
-
-
-def _prepare_in_background(metrics: list[Metric]) -> Callable[[], None]:
-    """Start the metrics' heavy imports and model loads now, so they overlap the network wait.
-
-    Returns a function that waits for them and re-raises what they raised.
-    """
-    errors: list[BaseException] = []
-
-    def prepare() -> None:
-        try:
-            for metric in metrics:
-                metric.prepare()
-        except BaseException as exc:  # handed to the caller's thread
-            errors.append(exc)
-
-    worker = threading.Thread(target=prepare, name="promptgate-metrics", daemon=True)
-    worker.start()
-
-    def wait() -> None:
-        worker.join()
-        if errors:
-            raise errors[0]
-
-    return wait
+    scorer.finish()
+    return calls, failures, scorer
 
 
 def _generate(
     requests: list[ChatRequest],
-    provider: Provider | None,
+    provider: Provider,
     config: Config,
     request: GateRequest,
     repo_root: Path,
     progress: ProgressStart | None,
+    on_answer: AnswerCallback,
 ) -> tuple[list[str | None], CallStats, list[str]]:
-    if not requests or provider is None:
-        return [], CallStats(), []
     cache = None
     if request.use_cache:
         cache = ResponseCache(request.cache_path or default_cache_path(repo_root))
@@ -189,6 +173,7 @@ def _generate(
             concurrency=config.provider.concurrency,
             max_retries=config.provider.max_retries,
             on_progress=progress(len(requests)) if progress else None,
+            on_answer=on_answer,
         )
     finally:
         if cache is not None:
@@ -208,7 +193,9 @@ def _distribute(plans: list[PromptPlan], outputs: list[str | None]) -> None:
             plan.outputs[side] = per_example
 
 
-def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config) -> PromptEvaluation:
+def _judge(
+    plan: PromptPlan, plan_index: int, scorer: Scorer | None, config: Config
+) -> PromptEvaluation:
     change = plan.change
     report = PromptReport(
         path=change.path,
@@ -250,25 +237,20 @@ def _judge(plan: PromptPlan, metrics: dict[str, Metric], config: Config) -> Prom
     examples = [plan.examples[index] for index in kept]
     report.examples = len(examples)
 
+    assert scorer is not None  # a plan with examples had calls, so the scorer exists
+    comparison = scorer.compare(
+        {
+            side: scorer.side_rows(plan_index, side, kept, config.gate.samples)
+            for side in plan.sides()
+        },
+        config.gate,
+    )
+    report.metrics = comparison.results
     # Every kept output is present; one list per side, built once.
     texts = {
-        side: [[t or "" for t in plan.outputs[side][index]] for index in kept]
-        for side in plan.sides()
+        side: [[t or "" for t in plan.outputs[side][i]] for i in kept] for side in plan.sides()
     }
-    references = [example.expected for example in examples]
-    scored: dict[Side, dict[str, ScoredSide]] = {side: {} for side in plan.sides()}
-    for name, metric in metrics.items():
-        for side in plan.sides():
-            scored[side][name] = metric.score(texts[side], references)
-        report.metrics[name] = compare_metric(
-            scored["baseline"].get(name) if "baseline" in scored else None,
-            scored["candidate"][name],
-            metric.config,
-            confidence=config.gate.confidence,
-            resamples=config.gate.bootstrap_resamples,
-            seed=config.gate.seed,
-        )
-    evaluation.examples = _example_results(examples, texts, scored)
+    evaluation.examples = _example_results(examples, texts, comparison.per_example)
     report.top_regressions = _top_regressions(evaluation.examples, config)
     failed_metric = any(result.status == "fail" for result in report.metrics.values())
     if change.change == "added":
@@ -288,7 +270,7 @@ def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
 def _example_results(
     examples: list[Example],
     texts: dict[Side, list[list[str]]],
-    scored: dict[Side, dict[str, ScoredSide]],
+    scores: dict[Side, dict[str, FloatArray]],
 ) -> list[ExampleResult]:
     results = []
     for index, example in enumerate(examples):
@@ -299,12 +281,8 @@ def _example_results(
                 expected=example.expected,
                 baseline_outputs=outputs.get("baseline"),
                 candidate_outputs=outputs.get("candidate"),
-                baseline_scores={
-                    n: float(s.per_example[index]) for n, s in scored.get("baseline", {}).items()
-                },
-                candidate_scores={
-                    n: float(s.per_example[index]) for n, s in scored["candidate"].items()
-                },
+                baseline_scores={n: float(v[index]) for n, v in scores.get("baseline", {}).items()},
+                candidate_scores={n: float(v[index]) for n, v in scores["candidate"].items()},
             )
         )
     return results
@@ -346,7 +324,7 @@ def _unified_diff(plan: PromptPlan) -> str | None:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def _gate_info(gate_config: GateConfig, metrics: dict[str, Metric]) -> GateInfo:
+def _gate_info(gate_config: GateConfig, signatures: dict[str, str]) -> GateInfo:
     config = gate_config.config
     return GateInfo(
         rule=GATE_RULE,
@@ -359,7 +337,7 @@ def _gate_info(gate_config: GateConfig, metrics: dict[str, Metric]) -> GateInfo:
         config_hash=config.gate_settings_hash(),
         provider=config.provider.kind,
         model=config.provider.model,
-        signatures={name: metric.signature for name, metric in metrics.items()},
+        signatures=signatures,
     )
 
 

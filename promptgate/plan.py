@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Literal
 
 from promptgate.changes import GitRange, PromptChange
 from promptgate.config import Config
@@ -15,8 +14,7 @@ from promptgate.dataset import Example, examples_from_test_data, parse_dataset
 from promptgate.errors import BadInput
 from promptgate.prompts import PromptTemplate, parse_prompt
 from promptgate.providers.base import ChatRequest
-
-Side = Literal["baseline", "candidate"]
+from promptgate.report.model import Side
 
 
 @dataclass

@@ -16,6 +16,8 @@ RETRY_AFTER_CAP_S = 60.0
 MAX_FAILURE_MESSAGES = 20
 
 ProgressCallback = Callable[[int], None]
+AnswerCallback = Callable[[int, str], None]
+"""Called with (index into the requests, answer) for every answered request, cached or not."""
 
 
 @dataclass
@@ -148,6 +150,7 @@ async def run_requests(
     concurrency: int,
     max_retries: int,
     on_progress: ProgressCallback | None = None,
+    on_answer: AnswerCallback | None = None,
     backoff_base_s: float = 0.5,
     backoff_max_s: float = 20.0,
 ) -> RunOutcome:
@@ -171,6 +174,8 @@ async def run_requests(
     for key, text in hits.items():
         for index in positions[key]:
             outputs[index] = text
+            if on_answer is not None:
+                on_answer(index, text)
         done += len(positions[key])
     to_send = [(key, indices) for key, indices in positions.items() if key not in hits]
     if done and on_progress is not None:
@@ -190,6 +195,8 @@ async def run_requests(
         if text is not None:
             for index in indices:
                 outputs[index] = text
+                if on_answer is not None:
+                    on_answer(index, text)
             if cache is not None:
                 cache.put(key, text)
         done += len(indices)
@@ -227,6 +234,7 @@ def run_requests_sync(
     concurrency: int,
     max_retries: int,
     on_progress: ProgressCallback | None = None,
+    on_answer: AnswerCallback | None = None,
     backoff_base_s: float = 0.5,
     backoff_max_s: float = 20.0,
 ) -> RunOutcome:
@@ -246,6 +254,7 @@ def run_requests_sync(
                 concurrency=concurrency,
                 max_retries=max_retries,
                 on_progress=on_progress,
+                on_answer=on_answer,
                 backoff_base_s=backoff_base_s,
                 backoff_max_s=backoff_max_s,
             )

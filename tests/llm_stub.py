@@ -216,6 +216,8 @@ class LLMStub:
         self._in_flight = 0
         self._max_in_flight_seen = 0
         self._connections_opened = 0
+        #: time.monotonic() when the first request since the start (or a reset) arrived
+        self.first_request_at: float | None = None
         self._failure_rate = 0.0
         self._failure_status = 500
         self._random = random.Random(0)
@@ -304,6 +306,7 @@ class LLMStub:
             self._requests.clear()
             self._max_in_flight_seen = 0
             self._connections_opened = 0
+            self.first_request_at = None
 
     # -- observations --------------------------------------------------------------------
     @property
@@ -374,6 +377,8 @@ class LLMStub:
         keep_alive = headers.get("connection", "").lower() != "close"
 
         with self._lock:
+            if not self._requests:
+                self.first_request_at = time.monotonic()  # system-wide clock: comparable
             self._requests.append(request)
             self._in_flight += 1
             self._max_in_flight_seen = max(self._max_in_flight_seen, self._in_flight)
@@ -544,6 +549,14 @@ class StubProcess:
         if not self.base_url.startswith("http"):
             raise RuntimeError("the stub process did not start")
 
+    def first_request_at(self) -> float | None:
+        """time.monotonic() (system-wide) of the first request since the last call; resets."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write("first\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline().strip()
+        return None if answer == "None" else float(answer)
+
     def reseed(self, salt: str) -> None:
         """`LLMStub.reseed` in the stub process; returns once it applies."""
         if "\n" in salt:
@@ -587,6 +600,9 @@ def _serve_until_stdin_closes() -> None:
             if command == "salt":
                 stub.reseed(argument)
                 print("ok", flush=True)
+            elif command == "first":  # when the first request arrived, then forget requests
+                print(stub.first_request_at, flush=True)
+                stub.reset()
 
 
 if __name__ == "__main__":

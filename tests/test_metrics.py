@@ -301,3 +301,38 @@ def test_each_text_is_embedded_once_per_process(
     candidate = metric.score([["Fog rolled past the lighthouse."], ["Ships."]], [reference] * 2)
     assert sorted(encoded) == sorted([reference, "Fog rolled past the lighthouse.", "Ships."])
     assert baseline.per_example[0] == candidate.per_example[0]  # bit-identical, not approx
+
+
+ROUGE_PROBE = """
+import json, sys
+{setup}
+from promptgate.config import MetricConfig
+from promptgate.metrics.rouge import RougeL
+metric = RougeL(MetricConfig(max_drop=0.02))
+pairs = [("the cats were running home", "a cat runs home"), ("generously", "generous"),
+         ("Connection, connections connected", "connect"), ("", "nothing"), ("x y z", "x y z")]
+rows = metric.score_samples([h for h, _ in pairs], [r for _, r in pairs])
+nltk_modules = len([name for name in sys.modules if name.startswith("nltk")])
+import nltk  # afterwards nltk is whole, for anyone else in the process
+print(json.dumps({"scores": rows[:, 0].tolist(), "nltk_modules": nltk_modules,
+                  "complete_nltk": hasattr(nltk, "word_tokenize")}))
+"""
+
+
+def _rouge_probe(setup: str) -> dict[str, object]:
+    import json
+    import subprocess
+    import sys
+
+    code = ROUGE_PROBE.replace("{setup}", setup)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+def test_rouge_loads_only_nltks_porter_stemmer_and_scores_as_the_full_import_does() -> None:
+    light = _rouge_probe("")
+    full = _rouge_probe("import nltk  # the ordinary, complete import first")
+    assert light["scores"] == full["scores"]
+    assert isinstance(light["nltk_modules"], int) and light["nltk_modules"] < 10
+    assert isinstance(full["nltk_modules"], int) and full["nltk_modules"] > 100
+    assert light["complete_nltk"] and full["complete_nltk"]

@@ -35,7 +35,7 @@ class Samples:
     """Every (example, sample) pair flattened, so a metric scores one list of strings.
 
     `hypotheses[j]` is a sample of example `example_of[j]`; `references[j]` is that example's
-    reference. `per_example_mean` folds one value per sample back into a mean per example.
+    reference.
     """
 
     def __init__(self, outputs: Sequence[Sequence[str]], references: Sequence[str]) -> None:
@@ -53,13 +53,20 @@ class Samples:
             np.arange(self.n_examples, dtype=np.intp), [len(samples) for samples in outputs]
         )
 
-    def per_example_mean(self, per_sample: FloatArray) -> FloatArray:
-        totals = np.bincount(self.example_of, weights=per_sample, minlength=self.n_examples)
-        counts = np.bincount(self.example_of, minlength=self.n_examples)
-        return np.asarray(totals / np.maximum(counts, 1), dtype=np.float64)
+
+def per_example_mean(values: FloatArray, example_of: IndexArray, n_examples: int) -> FloatArray:
+    """One value per sample folded into the mean per example."""
+    totals = np.bincount(example_of, weights=values, minlength=n_examples)
+    counts = np.bincount(example_of, minlength=n_examples)
+    return np.asarray(totals / np.maximum(counts, 1), dtype=np.float64)
 
 
 class Metric(ABC):
+    """A metric in two steps, so the costly one can run apart from the gate (scoring.py):
+    `score_samples` turns (output, reference) pairs into rows of numbers, in any batches and any
+    process; `side` folds the rows of one prompt version into its per-example scores and the
+    aggregate the bootstrap resamples."""
+
     name: ClassVar[str]
     #: e.g. "ROUGE-L F1 (0-1)", used in reports
     label: ClassVar[str]
@@ -68,12 +75,21 @@ class Metric(ABC):
         self.config = config
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
-        """Import libraries and load models ahead of scoring; the gate runs this in a
-        background thread while generation waits on the network."""
+        """Import libraries and load models ahead of scoring."""
 
     @abstractmethod
+    def score_samples(self, hypotheses: Sequence[str], references: Sequence[str]) -> FloatArray:
+        """One row per (hypothesis, reference) pair; the columns are the metric's own."""
+
+    def side(self, rows: FloatArray, example_of: IndexArray, n_examples: int) -> ScoredSide:
+        """Rows of `score_samples` -> one version's side; by default the mean of column 0."""
+        return ScoredSide(per_example_mean(rows[:, 0], example_of, n_examples))
+
     def score(self, outputs: Sequence[Sequence[str]], references: Sequence[str]) -> ScoredSide:
         """`outputs[i]` are the k sampled outputs for example i; `references[i]` its reference."""
+        samples = Samples(outputs, references)
+        rows = self.score_samples(samples.hypotheses, samples.references)
+        return self.side(rows, samples.example_of, samples.n_examples)
 
     @property
     @abstractmethod

