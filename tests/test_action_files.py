@@ -76,3 +76,22 @@ def test_the_self_test_workflow_runs_this_action_on_an_offline_fixture() -> None
     gate = next(step for step in workflow["jobs"]["gate"]["steps"] if step.get("uses") == "./")
     config = yaml.safe_load((ROOT / gate["with"]["config"]).read_text())
     assert config["provider"]["kind"] == "offline"
+
+
+def test_the_example_workflow_keeps_the_cache_even_when_the_gate_fails() -> None:
+    """Plain actions/cache saves only on success; a failed gate's answers matter most."""
+    workflow = yaml.safe_load((ROOT / ".github/examples/promptgate.yml").read_text())
+    steps = workflow["jobs"]["gate"]["steps"]
+    uses = [step.get("uses", "") for step in steps]
+    restore = uses.index("actions/cache/restore@v4")
+    gate = next(i for i, name in enumerate(uses) if name.startswith("promptgate/promptgate"))
+    save = uses.index("actions/cache/save@v4")
+    assert restore < gate < save
+    assert steps[save]["if"] == "always()"
+    assert steps[save]["with"]["key"] == steps[restore]["with"]["key"]
+    assert (
+        steps[save]["with"]["path"] == steps[restore]["with"]["path"] == ".promptgate/cache.sqlite3"
+    )
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    assert {"labeled", "unlabeled"} <= set(triggers["pull_request"]["types"])
+    assert triggers["push"]["branches"] == ["main"]
