@@ -14,7 +14,7 @@ from typing import TextIO
 
 from rich.console import Console
 
-from promptgate.errors import ExitCode, GateError
+from promptgate.errors import BadInput, ExitCode, GateError
 from promptgate.gate import GateResult, error_report, evaluate, publish, write_reports
 from promptgate.github.event import ActionInputs, EventContext, read_event, read_inputs
 from promptgate.github.workflow import WorkflowCommands, append_summary, write_outputs
@@ -69,6 +69,15 @@ def _run(env: Mapping[str, str], out: TextIO) -> int:
         commands.error(str(exc), title="promptgate")
         return int(exc.exit_code)
 
+    if inputs.shard:
+        return _shard(request, inputs.shard, workspace, env, commands)
+    if inputs.merge:
+        try:
+            request = _merged(request, inputs.merge, workspace)
+        except GateError as exc:
+            commands.error(str(exc), title="promptgate: merge")
+            return int(exc.exit_code)
+
     with commands.group("promptgate: evaluating prompt changes"):
         report, code = _evaluate(request, commands, event, env, inputs)
     print_summary(report, Console(file=out, width=120, color_system=None))
@@ -98,6 +107,46 @@ def _run(env: Mapping[str, str], out: TextIO) -> int:
         commands.warning("the gate failed, but fail-on-regression is false: the step passes")
         return int(ExitCode.PASSED)
     return code
+
+
+def _shard(
+    request: GateRequest,
+    shard_text: str,
+    workspace: Path,
+    env: Mapping[str, str],
+    commands: WorkflowCommands,
+) -> int:
+    """A matrix job's slice: its answers and manifest in .promptgate/shard, for the merge job."""
+    from promptgate.shard import parse_shard, run_shard
+
+    directory = workspace / REPORT_DIR / "shard"
+    try:
+        with commands.group(f"promptgate: shard {shard_text}"):
+            manifest = run_shard(request, parse_shard(shard_text), directory)
+    except GateError as exc:
+        commands.error(str(exc), title="promptgate: shard")
+        return int(exc.exit_code)
+    commands.out.write(
+        f"shard {manifest.shard.index}/{manifest.shard.count}: {manifest.pairs} of "
+        f"{manifest.total_pairs} (prompt, example) pairs, {manifest.calls.made} calls made\n"
+    )
+    output_path = env.get("GITHUB_OUTPUT")
+    if output_path:
+        write_outputs(Path(output_path), {"shard-dir": directory.relative_to(workspace).as_posix()})
+    return int(ExitCode.PASSED)
+
+
+def _merged(request: GateRequest, pattern: str, workspace: Path) -> GateRequest:
+    from promptgate.shard import merged_request
+
+    directories = sorted(path for path in workspace.glob(pattern) if path.is_dir())
+    if not directories:
+        raise BadInput(
+            f"no shard directory matches {pattern!r} in the workspace; download the shard "
+            "jobs' artifacts there first",
+            file="merge",
+        )
+    return merged_request(directories, request)
 
 
 def _evaluate(

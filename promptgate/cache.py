@@ -124,6 +124,33 @@ class ResponseCache:
                 found.update(rows)
         return found
 
+    def import_from(self, other: Path) -> int:
+        """Copy every answer of another cache file into this one; returns how many were new."""
+        with self._lock:
+            self._flush_locked()
+            before = self._count()
+            try:
+                self._conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    self._conn.execute(
+                        "INSERT OR IGNORE INTO completions SELECT key, text, created_at "
+                        "FROM other.completions"
+                    )
+                    self._conn.execute("COMMIT")
+                finally:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    self._conn.execute("DETACH DATABASE other")
+            except sqlite3.Error as exc:
+                raise CouldNotEvaluate(
+                    f"cannot read answers from {other} ({exc})", file=str(other)
+                ) from exc
+            return self._count() - before
+
+    def _count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM completions").fetchone()[0])
+
     def put(self, key: str, text: str) -> None:
         with self._lock:
             if self._closed:

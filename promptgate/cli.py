@@ -51,6 +51,16 @@ def run(
     mlflow_tracking_uri: Annotated[
         str | None, typer.Option(help="Overrides MLFLOW_TRACKING_URI and the config.")
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="i/n: make only the calls of slice i of n (a workflow matrix); "
+            "`promptgate merge` then judges all slices at once."
+        ),
+    ] = None,
+    shard_dir: Annotated[
+        Path, typer.Option(help="With --shard: where the slice's answers and manifest go.")
+    ] = Path(".promptgate/shard"),
 ) -> None:
     """Judge the prompt files changed between merge-base(base, head) and head."""
     request = GateRequest(
@@ -65,7 +75,72 @@ def run(
         cache_path=cache_path,
         mlflow_tracking_uri=mlflow_tracking_uri,
     )
+    if shard is not None:
+        raise typer.Exit(_run_shard(request, shard, shard_dir))
     raise typer.Exit(execute(request))
+
+
+def _run_shard(request: GateRequest, shard_text: str, directory: Path) -> int:
+    from promptgate.shard import parse_shard, run_shard
+
+    try:
+        shard = parse_shard(shard_text)
+        manifest = run_shard(request, shard, directory, progress=_progress_bar)
+    except GateError as exc:
+        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print(INTERRUPTED)
+        return int(ExitCode.COULD_NOT_EVALUATE)
+    calls = manifest.calls
+    out.print(
+        f"shard {shard.index}/{shard.count}: {manifest.pairs} of {manifest.total_pairs} "
+        f"(prompt, example) pairs, {calls.made} calls made, {calls.cached} cached; answers in "
+        f"{escape(str(directory))}. Run `promptgate merge` on every shard's directory.",
+        highlight=False,
+    )
+    return int(ExitCode.PASSED)
+
+
+@app.command()
+def merge(
+    shard_dirs: Annotated[list[Path], typer.Argument(help="Every shard's --shard-dir.")],
+    repo: Annotated[Path, typer.Option(help="Repository to judge.")] = Path("."),
+    base: Annotated[str | None, typer.Option(help="The shards' base ref.")] = None,
+    head: Annotated[str | None, typer.Option(help="The shards' head ref.")] = None,
+    config: Annotated[
+        str, typer.Option(help="Config path, relative to the repo root.")
+    ] = "promptgate.yaml",
+    report_json: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    report_md: Annotated[Path | None, typer.Option(help="Write the Markdown report here.")] = None,
+    all_prompts: Annotated[bool, typer.Option("--all", help="The shards ran with --all.")] = False,
+    cache_path: Annotated[
+        Path | None, typer.Option(help="Where the shards' answers are combined.")
+    ] = None,
+    mlflow_tracking_uri: Annotated[
+        str | None, typer.Option(help="Overrides MLFLOW_TRACKING_URI and the config.")
+    ] = None,
+) -> None:
+    """Judge every shard's answers as one run: one verdict, report and MLflow run; no calls."""
+    from promptgate.shard import merged_request
+
+    request = GateRequest(
+        repo=repo,
+        base=base,
+        head=head,
+        config_path=config,
+        all_prompts=all_prompts,
+        report_json=report_json,
+        report_md=report_md,
+        cache_path=cache_path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+    )
+    try:
+        merged = merged_request(shard_dirs, request)
+    except GateError as exc:
+        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
+        raise typer.Exit(int(exc.exit_code)) from exc
+    raise typer.Exit(execute(merged))
 
 
 def execute(request: GateRequest, console: Console = out) -> int:

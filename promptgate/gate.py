@@ -174,6 +174,7 @@ def _generate(
             max_retries=config.provider.max_retries,
             on_progress=progress(len(requests)) if progress else None,
             on_answer=on_answer,
+            cache_only=request.cache_only,
         )
     finally:
         if cache is not None:

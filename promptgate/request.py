@@ -23,3 +23,6 @@ class GateRequest(BaseModel):
     mlflow_tracking_uri: str | None = None
     pr_number: int | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    cache_only: str | None = Field(
+        default=None, description="send nothing; a request the cache lacks fails with this"
+    )

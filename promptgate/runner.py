@@ -151,10 +151,14 @@ async def run_requests(
     max_retries: int,
     on_progress: ProgressCallback | None = None,
     on_answer: AnswerCallback | None = None,
+    cache_only: str | None = None,
     backoff_base_s: float = 0.5,
     backoff_max_s: float = 20.0,
 ) -> RunOutcome:
     """Answer every request; never raises for a failed call (see RunOutcome.failures).
+
+    `cache_only`, when set, is why nothing may be sent (a merge of shards): every request the
+    cache cannot answer is given up with that message instead of being sent.
 
     Cache lookups happen in one batch before any call; answers are written to the cache as they
     arrive and flushed when the run ends, also when it is cancelled. `on_progress(n_done)` gets
@@ -188,6 +192,8 @@ async def run_requests(
         backoff_base_s=backoff_base_s,
         backoff_max_s=backoff_max_s,
     )
+    if cache_only is not None:
+        calls.stop_reason = cache_only
 
     async def send(key: str, indices: list[int]) -> None:
         nonlocal done
@@ -235,6 +241,7 @@ def run_requests_sync(
     max_retries: int,
     on_progress: ProgressCallback | None = None,
     on_answer: AnswerCallback | None = None,
+    cache_only: str | None = None,
     backoff_base_s: float = 0.5,
     backoff_max_s: float = 20.0,
 ) -> RunOutcome:
@@ -255,6 +262,7 @@ def run_requests_sync(
                 max_retries=max_retries,
                 on_progress=on_progress,
                 on_answer=on_answer,
+                cache_only=cache_only,
                 backoff_base_s=backoff_base_s,
                 backoff_max_s=backoff_max_s,
             )

@@ -395,3 +395,31 @@ def test_an_error_is_never_overridden(workspace: Workspace) -> None:
     run = workspace.run("pull_request", _labelled(workspace, OVERRIDE_LABEL))
     assert run.code == 3 and run.outputs["verdict"] == "error"
     assert workspace.github.requests_to("/events") == []
+
+
+# --- scale-out: a matrix of shard jobs, then one merge job -----------------------------------
+
+
+def test_a_matrix_of_shards_then_a_merge_posts_one_verdict(workspace: Workspace) -> None:
+    import shutil
+
+    workspace.builder.commit({"prompts/a.txt": BAD})
+    collected = workspace.tmp / "downloaded"
+    for index in (1, 2):
+        run = workspace.run("pull_request", workspace.pr_event(), shard=f"{index}/2")
+        assert run.code == 0, run.log
+        assert run.outputs == {"shard-dir": ".promptgate/shard"}
+        # what upload-artifact / download-artifact do between the jobs
+        shutil.move(workspace.builder.root / ".promptgate/shard", collected / f"shard-{index}")
+    assert workspace.github.comments(REPOSITORY, PR) == []  # shards do not comment
+    calls = workspace.llm.request_count
+    workspace.llm.reset()
+
+    shutil.move(collected, workspace.builder.root / "shards")
+    run = workspace.run("pull_request", workspace.pr_event(), merge="shards/*")
+    assert run.code == 1 and run.outputs["verdict"] == "fail"
+    assert workspace.llm.request_count == 0
+    report = json.loads((workspace.builder.root / run.outputs["report-path"]).read_text())
+    assert report["calls"]["made"] == 0 and report["calls"]["cached"] == calls
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    assert "gate failed" in comment["body"]

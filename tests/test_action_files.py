@@ -47,12 +47,14 @@ def test_action_yml_declares_the_contracted_inputs_and_outputs() -> None:
         "comment",
         "fail-on-regression",
         "mlflow-tracking-uri",
+        "shard",  # scale-out, beyond the contract
+        "merge",
     }
     assert action["inputs"]["github-token"]["default"] == "${{ github.token }}"
     assert action["inputs"]["comment"]["default"] == "true"
     assert action["inputs"]["fail-on-regression"]["default"] == "true"
     contracted = {"verdict", "report-path", "mlflow-run-id", "comment-url"}
-    assert set(action["outputs"]) == contracted | {"regression-accepted-by"}
+    assert set(action["outputs"]) == contracted | {"regression-accepted-by", "shard-dir"}
     assert action["branding"] and action["description"]
     readme = (ROOT / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in [*action["inputs"], *action["outputs"]])

@@ -27,6 +27,8 @@ class ActionInputs(BaseModel):
     comment: bool = True
     fail_on_regression: bool = True
     mlflow_tracking_uri: str = ""
+    shard: str = ""
+    merge: str = ""
 
 
 def read_inputs(env: Mapping[str, str]) -> ActionInputs:
@@ -50,6 +52,8 @@ def read_inputs(env: Mapping[str, str]) -> ActionInputs:
         comment=flag("comment", True),
         fail_on_regression=flag("fail-on-regression", True),
         mlflow_tracking_uri=text("mlflow-tracking-uri"),
+        shard=text("shard"),
+        merge=text("merge"),
     )
 
 
