@@ -43,9 +43,9 @@ from promptgate.config import MlflowConfig
 from promptgate.errors import BadInput, CouldNotEvaluate
 from promptgate.prompts import is_prompt_yaml, parse_prompt
 from promptgate.tracking import (
-    _describe,
-    _ensure_sqlite_directory,
-    _mlflow_environment,
+    describe_store_problem,
+    ensure_sqlite_directory,
+    mlflow_environment,
     redact_uri,
     resolve_tracking_uri,
 )
@@ -196,11 +196,11 @@ def register_merged_prompts(
     outcome = RegistryOutcome(tracking_uri=redact_uri(uri))
     problem: str | None = None
     try:
-        with _mlflow_environment(), _registry_environment(uri, result.report):
+        with mlflow_environment(), _registry_environment(uri, result.report):
             _register_all(result, repo, uri, repository, outcome)
     except Exception as exc:  # any store failure; the verdict must not depend on the registry
         logger.debug("registering prompts failed", exc_info=True)
-        problem = _describe(exc, uri)
+        problem = describe_store_problem(exc, uri)
     conflicts = [p.note for p in outcome.prompts if p.action == "conflict" and p.note]
     problems = [p.rstrip(". ") for p in [*conflicts, *([problem] if problem else [])]]
     if not problems:
@@ -222,7 +222,7 @@ def _register_all(
 ) -> None:
     from mlflow import MlflowClient
 
-    _ensure_sqlite_directory(uri)
+    ensure_sqlite_directory(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     report = result.report
     git_repo = _open_repo(repo)
@@ -603,7 +603,7 @@ def _reading(uri: str, read: Callable[[MlflowClient], T]) -> T:
     from mlflow import MlflowClient
 
     try:
-        with _mlflow_environment():
+        with mlflow_environment():
             result: T = read(MlflowClient(tracking_uri=uri, registry_uri=uri))
     except UnknownPrompt:
         raise
@@ -611,7 +611,7 @@ def _reading(uri: str, read: Callable[[MlflowClient], T]) -> T:
         logger.debug("reading the prompt registry failed", exc_info=True)
         raise CouldNotEvaluate(
             f"the MLflow Prompt Registry at {redact_uri(uri)} could not be read: "
-            f"{_describe(exc, uri)}. Check --mlflow-tracking-uri / MLFLOW_TRACKING_URI / "
+            f"{describe_store_problem(exc, uri)}. Check --mlflow-tracking-uri / MLFLOW_TRACKING_URI / "
             "mlflow.tracking_uri."
         ) from exc
     return result

@@ -80,11 +80,11 @@ def log_gate_run(
     uri = resolve_tracking_uri(settings, tracking_uri)
     info = MlflowInfo(tracking_uri=redact_uri(uri))
     try:
-        with _mlflow_environment():
+        with mlflow_environment():
             _log(report, evaluations, settings, uri, dict(tags or {}), info)
     except Exception as exc:  # any store failure; the verdict must not depend on the tracker
         logger.debug("logging to MLflow failed", exc_info=True)
-        problem = _describe(exc, uri)
+        problem = describe_store_problem(exc, uri)
         if settings.required:
             raise CouldNotEvaluate(
                 f"MLflow tracking store {info.tracking_uri} could not be used: {problem}. "
@@ -132,7 +132,7 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
 
 
 @contextmanager
-def _mlflow_environment() -> Iterator[None]:
+def mlflow_environment() -> Iterator[None]:
     """Fail-fast HTTP settings, quiet loggers and no deprecation noise, all restored afterwards."""
     import mlflow  # noqa: F401 - it sets its loggers' levels on import, so import before quieting
 
@@ -160,7 +160,7 @@ def _mlflow_environment() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _ensure_sqlite_directory(uri: str) -> None:
+def ensure_sqlite_directory(uri: str) -> None:
     """MLflow creates the database file but not its directory."""
     if not uri.startswith("sqlite:///"):
         return
@@ -184,7 +184,7 @@ _PROBLEMS = (
 )
 
 
-def _describe(exc: BaseException, uri: str) -> str:
+def describe_store_problem(exc: BaseException, uri: str) -> str:
     """One short phrase for a store failure; MLflow's own messages run to a screenful."""
     if isinstance(exc, _StoreProblem):
         return str(exc)
@@ -211,7 +211,7 @@ def _log(
     """Log everything, filling `info` as soon as each part is known (a failure keeps them)."""
     from mlflow import MlflowClient
 
-    _ensure_sqlite_directory(uri)
+    ensure_sqlite_directory(uri)
     client = MlflowClient(tracking_uri=uri)
     info.experiment_id = _experiment_id(client, settings.experiment, uri)
     base, head = report.base.sha[:7], report.head.sha[:7]
