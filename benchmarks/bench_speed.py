@@ -82,7 +82,7 @@ def child(repo: str, cache: str | None) -> None:
     started = time.monotonic()
     from promptgate.gate import evaluate
     from promptgate.request import GateRequest
-    from promptgate.scoring import _shutdown as stop_scoring_worker
+    from promptgate.scoring import stop_worker
 
     imported = time.monotonic()
     request = GateRequest(
@@ -94,7 +94,7 @@ def child(repo: str, cache: str | None) -> None:
     )
     result = evaluate(request)
     finished = time.monotonic()
-    stop_scoring_worker(wait=True)  # so the worker's peak memory is in RUSAGE_CHILDREN
+    stop_worker(wait=True)  # so the worker's peak memory is in RUSAGE_CHILDREN
     calls = result.report.calls
     print(
         json.dumps(

@@ -14,16 +14,13 @@ alike than an A/A run does.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from promptgate.changes import all_prompts, open_repo, resolve_range
 from promptgate.config import Config
 from promptgate.errors import BadInput, CouldNotEvaluate
-from promptgate.gate import ProgressStart, generate
-from promptgate.gate_config import load_gate_config
-from promptgate.plan import PromptPlan, plan_prompt
+from promptgate.gate import ProgressStart, generate, plan_request
+from promptgate.plan import PromptPlan
 from promptgate.report.format import decimals
 from promptgate.report.model import CallStats, Side
 from promptgate.request import GateRequest
@@ -70,21 +67,19 @@ class Calibration(_Model):
 
 def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) -> Calibration:
     """A/A-run every configured prompt at `request.head` and measure each metric's noise."""
-    repo = open_repo(request.repo)
-    repo_root = Path(repo.working_tree_dir or request.repo)
     ref = request.head or "HEAD"
-    rng = resolve_range(repo, ref, ref)
-    gate_config = load_gate_config(rng, request.config_path, repo_root)
+    planned = plan_request(
+        request.model_copy(update={"base": ref, "head": ref, "all_prompts": True})
+    )
+    rng, gate_config = planned.rng, planned.gate_config
     config = gate_config.config
-    changes = all_prompts(rng, list(config.prompts))
-    if not changes:
+    if not planned.plans:
         raise BadInput(
             f"no file at {ref} matches the config's prompts; nothing to calibrate",
             file=gate_config.path,
         )
-    plans = [
-        _split(plan_prompt(rng, change, config, gate_config.path), config) for change in changes
-    ]
+    plans = [_split(plan, config) for plan in planned.plans]
+    repo_root = planned.repo_root
     calls, failures, scorer = generate(plans, config, request, repo_root, progress)
     if failures or calls.failed or scorer is None:
         raise CouldNotEvaluate(

@@ -87,8 +87,7 @@ def _run_shard(request: GateRequest, shard_text: str, directory: Path) -> int:
         shard = parse_shard(shard_text)
         manifest = run_shard(request, shard, directory, progress=_progress_bar)
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
-        return int(exc.exit_code)
+        return _report_error(exc)
     except KeyboardInterrupt:
         err.print(INTERRUPTED)
         return int(ExitCode.COULD_NOT_EVALUATE)
@@ -138,8 +137,7 @@ def merge(
     try:
         merged = merged_request(shard_dirs, request)
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
-        raise typer.Exit(int(exc.exit_code)) from exc
+        raise typer.Exit(_report_error(exc)) from exc
     raise typer.Exit(execute(merged))
 
 
@@ -151,14 +149,19 @@ def execute(request: GateRequest, console: Console = out) -> int:
     try:
         result = run_gate(request, progress=_progress_bar)
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
         write_reports(error_report(request, exc), request)
-        return int(exc.exit_code)
+        return _report_error(exc)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from a cancelled job (see interrupt.py)
         err.print(INTERRUPTED)
         return int(ExitCode.COULD_NOT_EVALUATE)
     print_summary(result.report, console)
     return int(result.exit_code)
+
+
+def _report_error(exc: GateError) -> int:
+    """Say what went wrong, on stderr; the exit code it maps to."""
+    err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
+    return int(exc.exit_code)
 
 
 def _progress_bar(total: int) -> Callable[[int], None]:
@@ -218,8 +221,7 @@ def calibrate(
     try:
         calibration = run_calibration(request, progress=_progress_bar)
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
-        raise typer.Exit(int(exc.exit_code)) from exc
+        raise typer.Exit(_report_error(exc)) from exc
     except KeyboardInterrupt as exc:
         err.print(INTERRUPTED)
         raise typer.Exit(int(ExitCode.COULD_NOT_EVALUATE)) from exc
@@ -251,8 +253,7 @@ def init(
     try:
         written = scaffold(directory, force=force)
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
-        raise typer.Exit(int(exc.exit_code)) from exc
+        raise typer.Exit(_report_error(exc)) from exc
     for path in written:
         out.print(f"wrote {path}")
 
@@ -298,8 +299,7 @@ def registry(
                 prompt, settings, mlflow_tracking_uri
             )
     except GateError as exc:
-        err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
-        raise typer.Exit(int(exc.exit_code)) from exc
+        raise typer.Exit(_report_error(exc)) from exc
     if as_json:
         shown = prompts if prompt is None else versions
         sys.stdout.write(json.dumps([item.model_dump(mode="json") for item in shown], indent=2))

@@ -73,6 +73,13 @@ def bootstrap_deltas(
     )
 
 
+def interval(draws: FloatArray, confidence: float) -> tuple[float, float]:
+    """The central `confidence` interval of bootstrap draws (percentile method)."""
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 def compare_metric(
     baseline: ScoredSide | None,
     candidate: ScoredSide | None,
@@ -103,8 +110,7 @@ def compare_metric(
 
     delta = cand_score - base_score
     draws = bootstrap_deltas(baseline, candidate, resamples=resamples, seed=seed)
-    tail = (1.0 - confidence) / 2.0
-    ci_low, ci_high = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
+    ci_low, ci_high = interval(draws, confidence)
 
     reasons = []
     if delta < -config.max_drop and ci_high < 0:

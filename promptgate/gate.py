@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptgate.cache import ResponseCache, default_cache_path
-from promptgate.changes import all_prompts, changed_prompts, open_repo, resolve_range
+from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
 from promptgate.compare import GATE_RULE
 from promptgate.config import Config
 from promptgate.dataset import Example
@@ -82,7 +82,18 @@ def publish(result: GateResult, request: GateRequest) -> None:
     write_reports(result.report, request)
 
 
-def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:
+@dataclass
+class Planned:
+    """Everything decided before the first call: the range, the governing config, the plans."""
+
+    repo_root: Path
+    rng: GitRange
+    gate_config: GateConfig
+    plans: list[PromptPlan]
+
+
+def plan_request(request: GateRequest) -> Planned:
+    """The request's range, config and one plan per prompt to judge (all prompts with `--all`)."""
     repo = open_repo(request.repo)
     repo_root = Path(repo.working_tree_dir or request.repo)
     rng = resolve_range(repo, request.base, request.head)
@@ -91,8 +102,14 @@ def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> 
     specs = list(config.prompts)
     changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
     plans = [plan_prompt(rng, change, config, gate_config.path) for change in changes]
+    return Planned(repo_root, rng, gate_config, plans)
 
-    calls, failures, scorer = generate(plans, config, request, repo_root, progress)
+
+def evaluate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:
+    planned = plan_request(request)
+    rng, gate_config, plans = planned.rng, planned.gate_config, planned.plans
+    config = gate_config.config
+    calls, failures, scorer = generate(plans, config, request, planned.repo_root, progress)
     evaluations = [_judge(plan, index, scorer, config) for index, plan in enumerate(plans)]
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),

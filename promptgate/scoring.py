@@ -26,7 +26,7 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from promptgate.compare import bootstrap_deltas, compare_metric
+from promptgate.compare import bootstrap_deltas, compare_metric, interval
 from promptgate.config import GateSettings, MetricConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.metrics import Metric, ScoredSide, make_metric
@@ -155,14 +155,13 @@ def _noise(
     configs: MetricConfigs, sides: dict[Side, SideRows], gate: GateSettings
 ) -> dict[str, Noise]:
     scored = _sides(configs, sides)
-    tail = (1.0 - gate.confidence) / 2.0
     noise = {}
     for name in configs:
         baseline, candidate = scored["baseline"][name], scored["candidate"][name]
         draws = bootstrap_deltas(
             baseline, candidate, resamples=gate.bootstrap_resamples, seed=gate.seed
         )
-        low, high = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
+        low, high = interval(draws, gate.confidence)
         noise[name] = Noise(
             delta=candidate.aggregate() - baseline.aggregate(),
             ci_low=low,
@@ -189,11 +188,11 @@ def scoring_pool() -> ProcessPoolExecutor:
                 initializer=_exit_with_parent,
                 initargs=(os.getpid(),),
             )
-            atexit.register(_shutdown)
+            atexit.register(stop_worker)
         return _pool
 
 
-def _shutdown(wait: bool = False) -> None:
+def stop_worker(wait: bool = False) -> None:
     """Stop the worker (at exit: without waiting for a task it is still running)."""
     global _pool
     with _pool_lock:
@@ -217,7 +216,7 @@ class Scorer:
         try:
             return self._pool.submit(function, *args)
         except BrokenProcessPool as exc:
-            _shutdown()
+            stop_worker()
             raise CouldNotEvaluate(f"the scoring worker process is gone ({exc})") from exc
 
     def add(self, slot: Slot, hypothesis: str, reference: str) -> None:
@@ -273,7 +272,7 @@ def _result(future: Future[T]) -> T:
     try:
         return future.result()
     except BrokenProcessPool as exc:
-        _shutdown()
+        stop_worker()
         raise CouldNotEvaluate(
             f"the scoring worker process died ({exc}); out of memory? See the log above"
         ) from exc

@@ -19,11 +19,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from promptgate.cache import ResponseCache, default_cache_path
-from promptgate.changes import all_prompts, changed_prompts, open_repo, resolve_range
+from promptgate.changes import open_repo, resolve_range
 from promptgate.errors import BadInput, CouldNotEvaluate
-from promptgate.gate import ProgressStart, write_atomically
-from promptgate.gate_config import load_gate_config
-from promptgate.plan import PromptPlan, plan_prompt
+from promptgate.gate import ProgressStart, plan_request, write_atomically
+from promptgate.plan import PromptPlan
 from promptgate.providers import make_provider
 from promptgate.providers.base import ChatRequest
 from promptgate.report.model import CallStats, GitSide
@@ -72,15 +71,9 @@ def run_shard(
     request: GateRequest, shard: Shard, directory: Path, *, progress: ProgressStart | None = None
 ) -> ShardManifest:
     """Make the calls of this shard's pairs into `directory`/cache.sqlite3; write its manifest."""
-    repo = open_repo(request.repo)
-    repo_root = Path(repo.working_tree_dir or request.repo)
-    rng = resolve_range(repo, request.base, request.head)
-    gate_config = load_gate_config(rng, request.config_path, repo_root)
-    config = gate_config.config
-    specs = list(config.prompts)
-    changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
-    plans = [plan_prompt(rng, change, config, gate_config.path) for change in changes]
-    pairs = [(plan, example) for plan in plans for example in range(len(plan.examples))]
+    planned = plan_request(request)
+    rng, config = planned.rng, planned.gate_config.config
+    pairs = [(plan, example) for plan in planned.plans for example in range(len(plan.examples))]
     mine = [pairs[i] for i in shard_slice(len(pairs), shard)]
     requests = _requests(mine)
 
