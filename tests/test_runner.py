@@ -7,6 +7,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from llm_stub import Fault, LLMStub
@@ -308,6 +309,79 @@ def test_the_adaptive_limit_falls_to_what_is_admitted_and_creeps_back() -> None:
         assert not blocked.done()  # a seventh must wait for room
         limit.release(overloaded=False)
         await asyncio.wait_for(blocked, 1)
+
+    asyncio.run(scenario())
+
+
+def test_a_freed_slot_wakes_one_waiter_in_arrival_order() -> None:
+    """Waking every waiter on each release made N=1000 cost O(N²) wake-ups."""
+
+    async def scenario() -> None:
+        limit = AdaptiveLimit(2)
+        await limit.acquire()
+        await limit.acquire()
+        order: list[int] = []
+
+        async def wait(number: int) -> None:
+            await limit.acquire()
+            order.append(number)
+
+        waiters = [asyncio.ensure_future(wait(n)) for n in range(50)]
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        scheduled = 0
+        call_soon = loop.call_soon
+
+        def counting_call_soon(*args: Any, **kwargs: Any) -> asyncio.Handle:
+            nonlocal scheduled
+            scheduled += 1
+            return call_soon(*args, **kwargs)
+
+        loop.call_soon = counting_call_soon  # type: ignore[method-assign]
+        limit.release(overloaded=False)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        loop.call_soon = call_soon  # type: ignore[method-assign]
+        assert order == [0] and limit.in_flight == 2
+        assert scheduled < 10, f"one release woke {scheduled} callbacks, not one waiter"
+        limit.release(overloaded=False)
+        limit.release(overloaded=False)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert order == [0, 1, 2] and limit.in_flight == 2
+
+        async def retry() -> None:
+            await limit.acquire(first=True)
+            order.append(-1)
+
+        waiters.append(asyncio.ensure_future(retry()))
+        await asyncio.sleep(0)
+        limit.release(overloaded=False)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert order == [0, 1, 2, -1]  # a retry goes ahead of the calls not yet sent
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_neither_keeps_nor_loses_a_slot() -> None:
+    async def scenario() -> None:
+        limit = AdaptiveLimit(1)
+        await limit.acquire()
+        queued = asyncio.ensure_future(limit.acquire())
+        woken_then_cancelled = asyncio.ensure_future(limit.acquire())
+        await asyncio.sleep(0)
+        queued.cancel()  # cancelled while still waiting
+        await asyncio.gather(queued, return_exceptions=True)
+        limit.release(overloaded=False)  # hands the slot to the second waiter...
+        woken_then_cancelled.cancel()  # ...which is cancelled before it runs: slot returned
+        await asyncio.gather(woken_then_cancelled, return_exceptions=True)
+        assert limit.in_flight == 0
+        await asyncio.wait_for(limit.acquire(), 1)  # the slot is free again
+        assert limit.in_flight == 1
 
     asyncio.run(scenario())
 
