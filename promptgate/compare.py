@@ -25,13 +25,6 @@ from promptgate.config import MetricConfig
 from promptgate.metrics.base import FloatArray, IndexArray, ScoredSide
 from promptgate.report.model import MetricResult
 
-GATE_RULE = (
-    "A metric fails when its mean delta is below -max_drop and the upper end of the delta's "
-    "paired bootstrap confidence interval is below 0 (a drop large enough to matter and unlikely "
-    "to be noise), or when the candidate is below the metric's optional `min`. A prompt fails "
-    "when any metric fails; the gate fails when any prompt fails."
-)
-
 #: Resample indices are drawn in blocks of at most this many cells, to bound memory.
 _BLOCK_CELLS = 1_000_000
 
@@ -89,7 +82,7 @@ def compare_metric(
     resamples: int,
     seed: int,
 ) -> MetricResult:
-    """One metric's verdict for one prompt, by GATE_RULE."""
+    """One metric's verdict for one prompt, by config.GATE_RULE."""
     base_score = _finite_or_none(baseline.aggregate()) if baseline is not None else None
     cand_score = _finite_or_none(candidate.aggregate()) if candidate is not None else None
 

@@ -69,6 +69,15 @@ class PromptSpec(Strict):
     )
 
 
+#: How the gate decides, in words: the report and the comment carry it. compare.py implements it.
+GATE_RULE = (
+    "A metric fails when its mean delta is below -max_drop and the upper end of the delta's "
+    "paired bootstrap confidence interval is below 0 (a drop large enough to matter and unlikely "
+    "to be noise), or when the candidate is below the metric's optional `min`. A prompt fails "
+    "when any metric fails; the gate fails when any prompt fails."
+)
+
+
 class MetricConfig(Strict):
     max_drop: float = Field(
         ge=0, description="Largest tolerated drop of the mean, in the metric's own units."

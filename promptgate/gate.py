@@ -11,15 +11,13 @@ from pathlib import Path
 
 from promptgate.cache import ResponseCache, default_cache_path
 from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
-from promptgate.compare import GATE_RULE
-from promptgate.config import Config
+from promptgate.config import GATE_RULE, Config
 from promptgate.dataset import Example
 from promptgate.errors import ExitCode
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.gate_config import GateConfig, load_gate_config
-from promptgate.metrics.base import FloatArray
 from promptgate.plan import PromptPlan, plan_prompt
-from promptgate.providers import make_provider
+from promptgate.providers import import_in_background, make_provider
 from promptgate.providers.base import ChatRequest, Provider
 from promptgate.report.model import (
     CallStats,
@@ -99,6 +97,7 @@ def plan_request(request: GateRequest) -> Planned:
     rng = resolve_range(repo, request.base, request.head)
     gate_config = load_gate_config(rng, request.config_path, repo_root)
     config = gate_config.config
+    import_in_background(config.provider)
     specs = list(config.prompts)
     changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
     plans = [plan_prompt(rng, change, config, gate_config.path) for change in changes]
@@ -288,7 +287,7 @@ def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
 def _example_results(
     examples: list[Example],
     texts: dict[Side, list[list[str]]],
-    scores: dict[Side, dict[str, FloatArray]],
+    scores: dict[Side, dict[str, list[float]]],
 ) -> list[ExampleResult]:
     results = []
     for index, example in enumerate(examples):

@@ -14,6 +14,8 @@ from promptgate.providers.base import ChatRequest, Provider, ProviderError
 from promptgate.report.model import CallStats
 
 RETRY_AFTER_CAP_S = 60.0
+#: At most this many windows of successes between two probes above a limit a 429 set.
+MAX_PATIENCE = 16
 MAX_FAILURE_MESSAGES = 20
 
 ProgressCallback = Callable[[int], None]
@@ -42,8 +44,13 @@ class RunOutcome:
 
 class AdaptiveLimit:
     """At most `limit` calls in flight. A 429 lowers the limit to the calls still in flight (what
-    the server is admitting); `limit` successes in a row raise it by one, up to `maximum`. So a
-    server that admits fewer calls than configured is not hammered with calls it turns away.
+    the server is admitting); `limit x patience` successes in a row raise it by one, up to
+    `maximum`. So a server that admits fewer calls than configured is not hammered with calls it
+    turns away. Patience doubles with each new 429 (a burst of them counts once) and halves when
+    a raise went through (no 429 before the next), so a limit found again and again is probed
+    ever more rarely:
+    each probe costs the call turned away a Retry-After wait, which at the end of a run is the
+    run's tail.
 
     Waiters queue in order and a freed slot is handed to exactly one of them: with thousands of
     calls waiting, waking them all on every release (an `asyncio.Event`) cost O(calls²) wake-ups,
@@ -58,6 +65,9 @@ class AdaptiveLimit:
         self.in_flight = 0
         self.lowest = maximum  # for reports and tests
         self._successes = 0
+        self.patience = 1
+        self._calm = False  # a success since the last 429 (so the next 429 is a new event)
+        self._turned_away_since_raise = False
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self, *, first: bool = False) -> None:
@@ -85,10 +95,18 @@ class AdaptiveLimit:
         if overloaded:
             self.limit = max(1, min(self.limit, self.in_flight))
             self.lowest = min(self.lowest, self.limit)
+            if self._calm:  # the first 429 since a success: a new congestion event
+                self.patience = min(self.patience * 2, MAX_PATIENCE)
+            self._calm = False
+            self._turned_away_since_raise = True
             self._successes = 0
         else:
+            self._calm = True
             self._successes += 1
-            if self._successes >= self.limit and self.limit < self.maximum:
+            if self._successes >= self.limit * self.patience and self.limit < self.maximum:
+                if not self._turned_away_since_raise:  # the last raise went through
+                    self.patience = max(1, self.patience // 2)
+                self._turned_away_since_raise = False
                 self.limit += 1
                 self._successes = 0
         self._hand_over()

@@ -8,7 +8,8 @@ answers as it arrives, and at the end builds each side and runs the paired boots
 process never imports a metric library.
 
 The worker is one process per gate process, started on first use and reused by later runs (the
-test suite runs hundreds). Everything it runs is a plain function of picklable values.
+test suite runs hundreds). What it runs lives in scoring_worker.py, which this process never
+imports: it is called by name, and its values come back as plain lists.
 """
 
 from __future__ import annotations
@@ -18,22 +19,20 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-import numpy as np
-
-from promptgate.compare import bootstrap_deltas, compare_metric, interval
 from promptgate.config import GateSettings, MetricConfig
 from promptgate.errors import CouldNotEvaluate
-from promptgate.metrics import Metric, ScoredSide, make_metric
-from promptgate.metrics.base import FloatArray, IndexArray
 from promptgate.report.model import MetricResult, Side
 
 MetricConfigs = dict[str, MetricConfig]
+#: Each metric's rows for a batch of answers: `rows[name][i]` is answer i's row (a metric's
+#: row is one score, or sufficient statistics such as BLEU's n-gram counts).
+Rows = dict[str, list[list[float]]]
 T = TypeVar("T")
 #: Answers are sent to the worker in batches of this many (a batch is one embedding call, too).
 BATCH_SIZE = 64
@@ -52,15 +51,16 @@ class Slot(NamedTuple):
 class SideRows:
     """One side of one prompt as the worker needs it: each metric's rows, and whose they are."""
 
-    rows: dict[str, FloatArray]
-    example_of: IndexArray
+    rows: Rows
+    example_of: list[int]
     n_examples: int
 
 
 @dataclass(frozen=True)
 class Comparison:
     results: dict[str, MetricResult]
-    per_example: dict[Side, dict[str, FloatArray]]
+    #: per side and metric, each example's score (the mean over its samples)
+    per_example: dict[Side, dict[str, list[float]]]
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,6 @@ class Noise:
 
 
 # --- in the worker process -------------------------------------------------------------------
-
-_metrics: dict[tuple[str, str], Metric] = {}
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -93,82 +91,11 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="promptgate-parent-watch", daemon=True).start()
 
 
-def _metric(name: str, config: MetricConfig) -> Metric:
-    key = (name, config.model_dump_json())
-    if key not in _metrics:
-        _metrics[key] = make_metric(name, config)
-    return _metrics[key]
+def _call(function: str, *args: object) -> Any:
+    """In the worker: run scoring_worker.<function>, so that only the worker imports it."""
+    from promptgate import scoring_worker
 
-
-def _prepare(configs: MetricConfigs) -> dict[str, str]:
-    """Import each metric's libraries and load its models; return the signatures."""
-    signatures = {}
-    for name, config in configs.items():
-        metric = _metric(name, config)
-        metric.prepare()
-        signatures[name] = metric.signature
-    return signatures
-
-
-def _score_batch(
-    configs: MetricConfigs, hypotheses: list[str], references: list[str]
-) -> dict[str, FloatArray]:
-    return {
-        name: _metric(name, config).score_samples(hypotheses, references)
-        for name, config in configs.items()
-    }
-
-
-def _sides(
-    configs: MetricConfigs, sides: dict[Side, SideRows]
-) -> dict[Side, dict[str, ScoredSide]]:
-    return {
-        side: {
-            name: _metric(name, config).side(data.rows[name], data.example_of, data.n_examples)
-            for name, config in configs.items()
-        }
-        for side, data in sides.items()
-    }
-
-
-def _compare(configs: MetricConfigs, sides: dict[Side, SideRows], gate: GateSettings) -> Comparison:
-    scored = _sides(configs, sides)
-    results = {
-        name: compare_metric(
-            scored["baseline"][name] if "baseline" in scored else None,
-            scored["candidate"][name],
-            config,
-            confidence=gate.confidence,
-            resamples=gate.bootstrap_resamples,
-            seed=gate.seed,
-        )
-        for name, config in configs.items()
-    }
-    per_example = {
-        side: {name: scored_side.per_example for name, scored_side in by_metric.items()}
-        for side, by_metric in scored.items()
-    }
-    return Comparison(results, per_example)
-
-
-def _noise(
-    configs: MetricConfigs, sides: dict[Side, SideRows], gate: GateSettings
-) -> dict[str, Noise]:
-    scored = _sides(configs, sides)
-    noise = {}
-    for name in configs:
-        baseline, candidate = scored["baseline"][name], scored["candidate"][name]
-        draws = bootstrap_deltas(
-            baseline, candidate, resamples=gate.bootstrap_resamples, seed=gate.seed
-        )
-        low, high = interval(draws, gate.confidence)
-        noise[name] = Noise(
-            delta=candidate.aggregate() - baseline.aggregate(),
-            ci_low=low,
-            ci_high=high,
-            standard_error=float(np.std(draws)),
-        )
-    return noise
+    return getattr(scoring_worker, function)(*args)
 
 
 # --- in the gate's process -------------------------------------------------------------------
@@ -207,14 +134,14 @@ class Scorer:
     def __init__(self, configs: MetricConfigs) -> None:
         self.configs = dict(configs)
         self._pool = scoring_pool()
-        self._signatures = self._submit(_prepare, self.configs)
+        self._signatures: Future[dict[str, str]] = self._submit("prepare", self.configs)
         self._buffer: list[tuple[Slot, str, str]] = []
-        self._batches: list[tuple[list[Slot], Future[dict[str, FloatArray]]]] = []
-        self._rows: dict[Slot, dict[str, FloatArray]] = {}
+        self._batches: list[tuple[list[Slot], Future[Rows]]] = []
+        self._rows: dict[Slot, dict[str, list[float]]] = {}
 
-    def _submit(self, function: Callable[..., T], *args: object) -> Future[T]:
+    def _submit(self, function: str, *args: object) -> Future[Any]:
         try:
-            return self._pool.submit(function, *args)
+            return self._pool.submit(_call, function, *args)
         except BrokenProcessPool as exc:
             stop_worker()
             raise CouldNotEvaluate(f"the scoring worker process is gone ({exc})") from exc
@@ -232,7 +159,7 @@ class Scorer:
         references = [reference for _, _, reference in self._buffer]
         self._buffer = []
         self._batches.append(
-            (slots, self._submit(_score_batch, self.configs, hypotheses, references))
+            (slots, self._submit("score_batch", self.configs, hypotheses, references))
         )
 
     def finish(self) -> None:
@@ -250,22 +177,19 @@ class Scorer:
     def side_rows(self, plan: int, side: Side, examples: Sequence[int], samples: int) -> SideRows:
         """The rows of the given examples (in that order), every sample of each."""
         slots = [Slot(plan, side, e, k) for e in examples for k in range(samples)]
-        rows = {
-            name: np.stack([self._rows[slot][name] for slot in slots])
-            if slots
-            else np.zeros((0, 1), dtype=np.float64)
-            for name in self.configs
-        }
-        example_of = np.repeat(np.arange(len(examples), dtype=np.intp), samples)
+        rows = {name: [self._rows[slot][name] for slot in slots] for name in self.configs}
+        example_of = [position for position in range(len(examples)) for _ in range(samples)]
         return SideRows(rows, example_of, len(examples))
 
     def compare(self, sides: dict[Side, SideRows], gate: GateSettings) -> Comparison:
         """Each metric's sides, delta, paired bootstrap interval and verdict (compare.py)."""
-        return _result(self._submit(_compare, self.configs, sides, gate))
+        comparison: Comparison = _result(self._submit("compare", self.configs, sides, gate))
+        return comparison
 
     def noise(self, sides: dict[Side, SideRows], gate: GateSettings) -> dict[str, Noise]:
         """An A/A comparison's figures per metric, for `promptgate calibrate`."""
-        return _result(self._submit(_noise, self.configs, sides, gate))
+        noise: dict[str, Noise] = _result(self._submit("noise", self.configs, sides, gate))
+        return noise
 
 
 def _result(future: Future[T]) -> T:

@@ -8,12 +8,11 @@ import sacrebleu
 
 import promptgate.compare as compare_module
 from promptgate.compare import (
-    GATE_RULE,
     bootstrap_deltas,
     compare_metric,
     resample_blocks,
 )
-from promptgate.config import MetricConfig
+from promptgate.config import GATE_RULE, MetricConfig
 from promptgate.metrics.base import IndexArray, ScoredSide
 from promptgate.metrics.bleu import Bleu
 from promptgate.report.model import MetricResult

@@ -313,3 +313,44 @@ def test_a_prompt_without_an_eval_set_is_bad_input_pointing_at_the_config(
     assert (
         run.report.errors[0].startswith("promptgate.yaml") and "no eval set" in run.report.errors[0]
     )
+
+
+def test_the_gates_process_never_imports_numpy_or_a_metric_library(tmp_path: Path) -> None:
+    """They load in the scoring worker: in the gate's process they would delay its first call."""
+    import json
+    import subprocess
+    import sys
+
+    builder = RepoBuilder(tmp_path / "repo")
+    builder.commit(
+        {
+            "promptgate.yaml": (
+                "version: 1\nprovider: { kind: offline, max_tokens: 64 }\n"
+                "prompts:\n  - path: prompts/a.txt\n    dataset: evals/a.jsonl\n"
+                "metrics:\n  bleu: { max_drop: 2.0 }\n  rougeL: { max_drop: 0.02 }\n"
+            ),
+            "prompts/a.txt": "{{ text }}\n",
+            "evals/a.jsonl": jsonl(TEXTS),
+        }
+    )
+    builder.branch("pr")
+    builder.commit({"prompts/a.txt": "Say: {{ text }}\n"})
+    program = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from promptgate.gate import evaluate\n"
+        "from promptgate.request import GateRequest\n"
+        f"result = evaluate(GateRequest(repo=Path({str(builder.root)!r}), base='main', "
+        "head='pr', use_cache=False))\n"
+        "heavy = ('numpy', 'sacrebleu', 'rouge_score', 'nltk', 'promptgate.compare', "
+        "'promptgate.metrics.base', 'promptgate.scoring_worker')\n"
+        "print(json.dumps({'verdict': result.report.verdict, "
+        "'metrics': sorted(result.report.prompts[0].metrics), "
+        "'loaded': [name for name in heavy if name in sys.modules]}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
+    )
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["metrics"] == ["bleu", "rougeL"]  # scored, in the worker
+    assert outcome["loaded"] == []

@@ -8,7 +8,7 @@ import re
 import pytest
 from rich.console import Console
 
-from promptgate.compare import GATE_RULE
+from promptgate.config import GATE_RULE
 from promptgate.report import escape
 from promptgate.report.markdown import MARKER, render_markdown
 from promptgate.report.model import (

@@ -99,7 +99,38 @@ def test_bleu_batch_aggregate_matches_one_by_one_across_blocks(
     rows = np.random.default_rng(7).integers(0, len(outputs), size=(25, len(outputs)))
     monkeypatch.setattr(bleu_module, "_BLOCK_CELLS", 20)  # 3 rows a block: 9 blocks
     batch = side.aggregate_batch(rows)
-    assert batch.tolist() == [side.aggregate(row) for row in rows]
+    # numpy's exp and log may differ from math's in the last bit: equal to ~1e-16 relative
+    assert batch.tolist() == pytest.approx([side.aggregate(row) for row in rows], rel=1e-12)
+
+
+@pytest.mark.parametrize("effective_order", [False, True], ids=["corpus", "sentence"])
+def test_vectorised_bleu_is_sacrebleus_on_any_statistics(effective_order: bool) -> None:
+    """Random statistics and the edge cases sacrebleu handles by branch: no matches at all, an
+    order with no n-grams (the loop stops), orders with none correct (exp smoothing halves),
+    a hypothesis shorter than its reference (brevity), and an empty hypothesis."""
+    from sacrebleu.metrics.bleu import BLEU
+
+    from promptgate.metrics.bleu import bleu_scores
+
+    rng = np.random.default_rng(11)
+    rows = [
+        [0, 5, 0, 0, 0, 0, 0, 0, 0, 0],
+        [3, 3, 0, 0, 0, 0, 3, 2, 1, 0],
+        [3, 9, 2, 1, 0, 0, 3, 2, 1, 0],
+        [1, 1, 1, 0, 0, 0, 1, 0, 0, 0],
+        [6, 4, 5, 0, 2, 0, 6, 5, 4, 3],
+        [6, 6, 6, 5, 4, 3, 6, 5, 4, 3],
+    ]
+    for _ in range(5000):
+        total = np.sort(rng.integers(0, 40, size=4))[::-1]
+        total[rng.integers(1, 6) :] = 0  # sometimes an order has no n-grams
+        correct = [int(rng.integers(0, t + 1)) if rng.random() < 0.7 else 0 for t in total]
+        rows.append([int(total[0]), int(rng.integers(0, 50)), *correct, *total.tolist()])
+    reference = BLEU(effective_order=effective_order)
+    expected = [reference._compute_score_from_stats(row).score for row in rows]
+    ours = bleu_scores(np.array(rows, dtype=np.float64), effective_order=effective_order)
+    assert ours.tolist() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert {0.0} < set(expected)  # the cases reach both zero and non-zero scores
 
 
 def test_bleu_with_several_samples_averages_sentences_and_pools_the_corpus() -> None:

@@ -118,6 +118,26 @@ def test_a_provider_keeps_its_connection_alive_and_can_reopen_after_closing(
     assert llm_stub.connections_opened == 2  # one keep-alive connection for three calls, twice
 
 
+def test_calls_go_through_the_proxy_the_environment_names_unless_no_proxy_exempts_the_host(
+    llm_stub: LLMStub, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stub stands in for the proxy: a proxied request names the whole URL in its request
+    # line, which the stub records as the path (and answers 404: no such route).
+    for variable in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", llm_stub.base_url.rsplit("/v1", 1)[0])
+    target = "http://llm.internal.invalid:8080/v1"
+    provider = OpenAIProvider(
+        ProviderConfig(base_url=target, api_key_env=KEY_ENV, timeout_s=5, max_retries=0)
+    )
+    failure(provider, chat("via the proxy"))
+    assert llm_stub.requests[-1].path == f"{target}/chat/completions"
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert complete(stub_provider(llm_stub), chat("direct")) == "direct"
+    assert llm_stub.requests[-1].path == "/v1/chat/completions"
+
+
 def test_a_missing_key_is_bad_input_that_names_the_variable_to_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -357,3 +377,26 @@ def test_a_long_error_body_is_cut_to_a_short_excerpt(llm_stub: LLMStub) -> None:
     assert "<html>xxx" in message
     assert message.endswith("…")
     assert len(message) < 500
+
+
+@pytest.mark.parametrize(("kind", "imported"), [("openai", True), ("offline", False)])
+def test_the_http_client_is_imported_in_the_background_only_for_a_provider_that_calls_out(
+    kind: str, imported: bool
+) -> None:
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, threading\n"
+        "from promptgate.config import ProviderConfig\n"
+        "from promptgate.providers import import_in_background\n"
+        f"import_in_background(ProviderConfig(kind={kind!r}))\n"
+        "for thread in threading.enumerate():\n"
+        "    if thread.name == 'promptgate-import-client':\n"
+        "        thread.join(60)\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == str(imported)

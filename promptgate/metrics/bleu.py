@@ -18,6 +18,8 @@ from promptgate.metrics.base import FloatArray, IndexArray, Metric, ScoredSide, 
 
 StatsArray = npt.NDArray[np.int64]
 
+#: sacrebleu's `my_log(0)`: a precision of zero counts as this logarithm.
+_LOG_OF_ZERO = -9999999999.0
 #: Resamples are summed in blocks of at most this many (resample x example) counts (~16 MB).
 _BLOCK_CELLS = 2_000_000
 
@@ -64,10 +66,38 @@ class BleuSide(ScoredSide):
             counts = np.bincount(
                 (rows + offsets).ravel(), minlength=len(rows) * n_examples
             ).reshape(len(rows), n_examples)
-            summed = np.rint(counts.astype(np.float64) @ as_float).astype(np.int64)
-            for k, row in enumerate(summed):
-                scores[start + k] = self._score(row)
+            scores[start : start + len(rows)] = bleu_scores(counts.astype(np.float64) @ as_float)
         return scores
+
+
+def bleu_scores(summed: FloatArray, *, effective_order: bool = False) -> FloatArray:
+    """sacrebleu's BLEU of each row of statistics [hyp_len, ref_len, correct_1..4, total_1..4],
+    with `BLEU()`'s defaults (exp smoothing, 4-grams): corpus BLEU, or with `effective_order`
+    sentence BLEU as `sacrebleu.sentence_bleu` computes it. All rows at once: the bootstrap needs
+    thousands, and sacrebleu's per-row Python was most of its time. Follows
+    `BLEU.compute_bleu` step by step; tests hold it to sacrebleu's own results.
+    """
+    sys_len, ref_len = summed[:, 0], summed[:, 1]
+    correct, total = summed[:, 2:6], summed[:, 6:10]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        shortfall = np.exp(1.0 - ref_len / sys_len)
+        brevity = np.where(sys_len >= ref_len, 1.0, np.where(sys_len > 0, shortfall, 0.0))
+        # An order with no n-grams ends the loop: it and every higher order keep precision 0.
+        counted = np.cumprod(total > 0, axis=1).astype(bool)
+        # Each order with none correct halves the smoothed precision again ("exp", mteval).
+        halvings = np.cumsum(counted & (correct == 0), axis=1)
+        precision = np.where(correct > 0, 100.0 * correct / total, 100.0 / (2.0**halvings * total))
+        logs = np.log(np.where(counted, precision, 1.0))
+    if effective_order:  # the mean over the orders counted
+        logs = np.where(counted, logs, 0.0)
+        orders = np.maximum(counted.sum(axis=1), 1)
+    else:  # every order, a missing one as sacrebleu's log of zero
+        logs = np.where(counted, logs, _LOG_OF_ZERO)
+        orders = np.full(len(summed), 4)
+    # Summed order by order, as sacrebleu sums its list, so the rounding is the same.
+    mean_log = (((logs[:, 0] + logs[:, 1]) + logs[:, 2]) + logs[:, 3]) / orders
+    scores = brevity * np.exp(mean_log)
+    return np.where(correct.any(axis=1), scores, 0.0)
 
 
 class Bleu(Metric):
@@ -87,24 +117,16 @@ class Bleu(Metric):
         return np.asarray(stats, dtype=np.float64).reshape(-1, width)
 
     def side(self, rows: FloatArray, example_of: IndexArray, n_examples: int) -> BleuSide:
-        from sacrebleu.metrics.bleu import BLEU
-
-        corpus_metric = _corpus_bleu_metric()
         per_sample_stats = np.rint(rows).astype(np.int64)  # counts, exact in float64
         # Statistics do not depend on effective order, so the same rows give the sentence
         # scores (eff:yes, as `sacrebleu.sentence_bleu`) and corpus BLEU (eff:no).
-        sentence_metric = BLEU(effective_order=True)
-        sentence_scores = np.array(
-            [
-                sentence_metric._compute_score_from_stats(row.tolist()).score
-                for row in per_sample_stats
-            ],
-            dtype=np.float64,
-        )
+        sentence_scores = bleu_scores(per_sample_stats.astype(np.float64), effective_order=True)
         stats = np.zeros((n_examples, per_sample_stats.shape[1]), dtype=np.int64)
         np.add.at(stats, example_of, per_sample_stats)
         return BleuSide(
-            per_example_mean(sentence_scores, example_of, n_examples), stats, corpus_metric
+            per_example_mean(sentence_scores, example_of, n_examples),
+            stats,
+            _corpus_bleu_metric(),
         )
 
     @property

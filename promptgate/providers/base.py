@@ -62,6 +62,8 @@ class Provider(ABC):
     """An LLM behind one async method. Register subclasses with `providers.register`."""
 
     kind: ClassVar[str]
+    #: Libraries `complete` imports on first use; `import_in_background` starts on them early.
+    client_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

@@ -21,6 +21,7 @@ from promptgate.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CONNECT_TIMEOUT_CAP_S = 10.0
@@ -61,10 +62,13 @@ class OpenAIProvider(Provider):
     The HTTP session is created lazily, per event loop: connections belong to the loop that
     opened them, and a caller may drive the provider from more than one `asyncio.run`.
     `aclose()` releases the connections; the provider reopens them if it is used again.
-    Proxies come from the environment (HTTPS_PROXY, NO_PROXY), as with curl.
+    Proxies come from the environment (HTTPS_PROXY, NO_PROXY), as with curl, looked up once per
+    session: aiohttp's `trust_env` would look them up (and read ~/.netrc) on a thread for every
+    call.
     """
 
     kind = "openai"
+    client_modules = ("aiohttp",)
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     default_api_key_env: ClassVar[str] = "OPENAI_API_KEY"
 
@@ -93,6 +97,7 @@ class OpenAIProvider(Provider):
             )
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._proxy: tuple[yarl.URL | None, aiohttp.BasicAuth | None] = (None, None)
 
     @property
     def identity(self) -> str:
@@ -120,9 +125,9 @@ class OpenAIProvider(Provider):
                 ),
                 # The runner bounds concurrency; the pool only keeps connections alive.
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                trust_env=True,
             )
             self._session_loop = loop
+            self._proxy = _environment_proxy(self.url)
         return self._session
 
     async def aclose(self) -> None:
@@ -184,7 +189,10 @@ class OpenAIProvider(Provider):
 
     async def _post(self, body: dict[str, Any]) -> _Answer:
         session = self._session_for_running_loop()
-        async with session.post(self.url, json=body) as response:
+        proxy, proxy_auth = self._proxy
+        async with session.post(
+            self.url, json=body, proxy=proxy, proxy_auth=proxy_auth
+        ) as response:
             return _Answer(response.status, response.headers, await response.read())
 
     def _status_error(self, response: _Answer, request: ChatRequest) -> ProviderError:
@@ -247,6 +255,17 @@ class OpenAIProvider(Provider):
                 retryable=True,
             )
         return content
+
+
+def _environment_proxy(url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
+    """The proxy and its credentials that HTTP(S)_PROXY and NO_PROXY give for `url`, if any."""
+    import yarl
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    try:
+        return get_env_proxy_for_url(yarl.URL(url))
+    except LookupError:  # no proxy for this scheme, or NO_PROXY exempts the host
+        return None, None
 
 
 def _error_code(response: _Answer) -> str | None:

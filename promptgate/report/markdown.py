@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptgate.compare import GATE_RULE
+from promptgate.config import GATE_RULE
 from promptgate.report import escape
 from promptgate.report.format import (
     PROMPT_ICONS,
