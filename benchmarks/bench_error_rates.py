@@ -35,11 +35,9 @@ Printed:
 from __future__ import annotations
 
 import argparse
-import atexit
 import itertools
 import math
 import multiprocessing
-import multiprocessing.util
 import random
 import statistics
 import sys
@@ -215,7 +213,6 @@ def _start_worker(settings: Settings, references: list[str], workdir: str) -> No
 
     stub = StubProcess(sampling_noise=settings.sampling_noise)
     stub.__enter__()  # it exits when this process does: its stdin closes
-    multiprocessing.util.Finalize(None, _end_worker, exitpriority=100)
     _worker.update(
         stub=stub,
         settings=settings,
@@ -223,19 +220,6 @@ def _start_worker(settings: Settings, references: list[str], workdir: str) -> No
         root=Path(tempfile.mkdtemp(dir=workdir)),
         repos={},
     )
-
-
-def _end_worker() -> None:
-    """Let the gate's scoring process end before this pool worker does.
-
-    A pool worker leaves through multiprocessing's exit path, which skips atexit handlers, closes
-    its queues and then joins its children. The gate stops its scoring process from an atexit
-    handler, by a message on such a queue: run the handlers and wait for the children here,
-    ahead of the queues' own finalizers, or the worker waits on that process forever.
-    """
-    atexit._run_exitfuncs()
-    for child in multiprocessing.active_children():
-        child.join(timeout=30)
 
 
 def _repo_for(cell: Cell) -> Path:

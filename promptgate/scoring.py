@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -116,6 +117,12 @@ def scoring_pool() -> ProcessPoolExecutor:
                 initargs=(os.getpid(),),
             )
             atexit.register(stop_worker)
+            # A multiprocessing worker (a program running the gate in a process pool) exits
+            # without atexit handlers, closes its queues and then joins its children, this one
+            # included: stop it first, and wait, while the queues still carry the stop message.
+            multiprocessing.util.Finalize(
+                None, stop_worker, kwargs={"wait": True}, exitpriority=100
+            )
         return _pool
 
 

@@ -354,3 +354,48 @@ def test_the_gates_process_never_imports_numpy_or_a_metric_library(tmp_path: Pat
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["metrics"] == ["bleu", "rougeL"]  # scored, in the worker
     assert outcome["loaded"] == []
+
+
+def test_the_gate_run_inside_a_multiprocessing_worker_lets_that_worker_exit(
+    tmp_path: Path,
+) -> None:
+    """A Pool worker exits without atexit handlers, then joins its children: the scoring
+    process must already be stopping, or the worker (and the program) waits forever."""
+    import subprocess
+    import sys
+
+    builder = RepoBuilder(tmp_path / "repo")
+    builder.commit(
+        {
+            "promptgate.yaml": (
+                "version: 1\nprovider: { kind: offline, max_tokens: 64 }\n"
+                "prompts:\n  - path: prompts/a.txt\n    dataset: evals/a.jsonl\n"
+                "metrics:\n  rougeL: { max_drop: 0.02 }\n"
+            ),
+            "prompts/a.txt": "{{ text }}\n",
+            "evals/a.jsonl": jsonl(TEXTS),
+        }
+    )
+    builder.branch("pr")
+    builder.commit({"prompts/a.txt": "Say: {{ text }}\n"})
+    program = (
+        "import multiprocessing\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from pathlib import Path\n"
+        "def judge(repo):\n"
+        "    from promptgate.gate import evaluate\n"
+        "    from promptgate.request import GateRequest\n"
+        "    request = GateRequest(repo=Path(repo), base='main', head='pr', use_cache=False)\n"
+        "    return evaluate(request).report.verdict\n"
+        "if __name__ == '__main__':\n"
+        "    spawn = multiprocessing.get_context('spawn')\n"
+        "    with ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:\n"
+        f"        print(pool.submit(judge, {str(builder.root)!r}).result())\n"
+        "    print('joined')  # leaving the block waited for the worker to exit\n"
+    )
+    script = tmp_path / "in_a_pool.py"
+    script.write_text(program)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["fail", "joined"]  # "Say: " costs ROUGE-L more than 0.02
