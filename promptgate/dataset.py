@@ -38,20 +38,28 @@ def parse_dataset(path: str, text: str) -> list[Example]:
     return [example for example, _ in examples]
 
 
-def examples_from_test_data(path: str, test_data: list[dict[str, Any]]) -> list[Example]:
-    """A `.prompt.yml` file's testData: each entry's keys are its vars, `expected` the reference."""
+def examples_from_test_data(
+    path: str, test_data: list[dict[str, Any]], text: str | None = None
+) -> list[Example]:
+    """A `.prompt.yml` file's testData: each entry's keys are its vars, `expected` the reference.
+
+    `text`, the file's YAML, lets an error name the entry's line.
+    """
     examples = []
     for index, entry in enumerate(test_data, start=1):
+        line = line_of(text, ["testData", index - 1]) if text is not None else None
         if "expected" not in entry:
             raise BadInput(
-                f"testData entry {index} has no 'expected'; add the reference output", file=path
+                f"testData entry {index} has no 'expected'; add the reference output",
+                file=path,
+                line=line,
             )
         variables = {k: v for k, v in entry.items() if k != "expected"}
         record = {"id": str(index), "vars": variables, "expected": entry["expected"]}
         try:
-            examples.append((_example(record, path, None), index))
+            examples.append((_example(record, path, line), index))
         except BadInput as exc:
-            raise BadInput(f"testData entry {index}: {exc.message}", file=path) from exc
+            raise BadInput(f"testData entry {index}: {exc.message}", file=path, line=line) from exc
     _check_unique_ids(path, examples)
     return [example for example, _ in examples]
 

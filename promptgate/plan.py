@@ -84,7 +84,8 @@ def _examples(
     """The eval set, read from the head side so both versions run on the same examples."""
     if change.spec.dataset is None:
         if candidate.test_data:
-            return examples_from_test_data(change.path, candidate.test_data), change.path, False
+            examples = examples_from_test_data(change.path, candidate.test_data, candidate.text)
+            return examples, change.path, False
         raise BadInput(
             f"no eval set for {change.path}: set `dataset:` on its prompts entry in the config, "
             "or add testData to a .prompt.yml file",

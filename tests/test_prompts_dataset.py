@@ -68,6 +68,17 @@ def test_a_prompt_file_with_an_unknown_role_is_bad_input_at_its_line() -> None:
     assert caught.value.line == 2
 
 
+def test_a_bad_test_data_entry_is_bad_input_at_its_line() -> None:
+    text = (
+        "messages:\n  - role: user\n    content: '{{ text }}'\n"
+        "testData:\n  - text: fine\n    expected: ok\n  - text: no reference\n"
+    )
+    prompt = parse_prompt("p.prompt.yml", text)
+    with pytest.raises(BadInput, match="testData entry 2 has no 'expected'") as caught:
+        examples_from_test_data(prompt.path, prompt.test_data or [], text)
+    assert (caught.value.file, caught.value.line) == ("p.prompt.yml", 7)
+
+
 def test_jsonl_ids_default_to_line_numbers() -> None:
     text = '{"vars": {"a": 1}, "expected": "x"}\n\n{"id": "named", "expected": "y"}\n'
     examples = parse_dataset("e.jsonl", text)
