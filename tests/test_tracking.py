@@ -15,8 +15,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow_server import MlflowServer, closed_port
 
-from promptgate.compare import GATE_RULE
-from promptgate.config import MlflowConfig
+from promptgate.config import GATE_RULE, MlflowConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.report.model import (
