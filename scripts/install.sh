@@ -20,3 +20,7 @@ if [[ ${1:-} == dev ]]; then
   target=".[dev]"
 fi
 "$PYTHON" -m pip install --no-cache-dir -c requirements/constraints.txt ${PROMPTGATE_EDITABLE:+-e} "$target"
+
+# Export the default embedding model to ONNX now, so the first run of the semantic metric (and the
+# Docker image) starts warm, in $PROMPTGATE_MODEL_CACHE (default ~/.cache/promptgate/models).
+HF_HUB_OFFLINE=1 "$PYTHON" -m promptgate.metrics.embedding --prepare
