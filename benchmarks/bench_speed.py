@@ -3,7 +3,7 @@
     python benchmarks/bench_speed.py [--n 200] [--n-large 1000] [--latency 0.2]
                                      [--concurrency 16] [--server-limit 8] [--failure-rate 0.05]
                                      [--repeat 3]
-                                     [--only latency limited flaky large cached semantic cold]
+                                     [--only latency limited flaky large cached semantic cold mlflow]
 
 The stub (tests/llm_stub.py) runs in a process of its own with the given latency, in-flight
 limit (beyond it: 429 with Retry-After: 1) and share of HTTP 500s. Every figure is taken in a
@@ -23,8 +23,10 @@ fresh Python process, so imports, the scoring worker's start and git all count:
            export is cached as scripts/install.sh leaves it (a first export is ~10 s more, once)
 - cold     from starting the process to the first request reaching the server (no semantic)
 
-MLflow logging is not in these figures (it is measured apart: the sqlite store's schema is
-created on first use, and a shared tracking server is the other common case).
+MLflow logging comes after the verdict and is not in these figures; `mlflow` times it apart:
+- mlflow   the latency run again, logged to a local sqlite store as `promptgate run` does (MLflow
+           imported while the calls run): the time after the verdict, new store then existing
+           (no target; a shared tracking server is the other case, timed in tests/test_tracking.py)
 """
 
 from __future__ import annotations
@@ -81,10 +83,11 @@ def build_repo(root: Path, base_url: str, n: int, concurrency: int, metrics: str
 # --- the measured process ----------------------------------------------------------------------
 
 
-def child(repo: str, cache: str | None) -> None:
-    """Run the gate's evaluation once and print its timings as JSON (started in a new process)."""
+def child(repo: str, cache: str | None, mlflow_uri: str | None = None) -> None:
+    """Run the gate's evaluation once and print its timings as JSON (started in a new process);
+    with `mlflow_uri`, then log it there as the CLI does and time that too."""
     started = time.monotonic()
-    from promptgate.gate import evaluate
+    from promptgate.gate import evaluate, publish
     from promptgate.request import GateRequest
     from promptgate.scoring import stop_worker
 
@@ -95,9 +98,13 @@ def child(repo: str, cache: str | None) -> None:
         head="pr",
         use_cache=cache is not None,
         cache_path=Path(cache) if cache else None,
+        mlflow_tracking_uri=mlflow_uri,
     )
-    result = evaluate(request)
+    result = evaluate(request, publishing=mlflow_uri is not None)  # as run_gate does
     finished = time.monotonic()
+    if mlflow_uri is not None:
+        publish(result, request)
+    published = time.monotonic()
     stop_worker(wait=True)  # so the worker's peak memory is in RUSAGE_CHILDREN
     calls = result.report.calls
     print(
@@ -106,6 +113,7 @@ def child(repo: str, cache: str | None) -> None:
                 "started": started,
                 "imported": imported,
                 "finished": finished,
+                "published": published,
                 "verdict": result.report.verdict,
                 "made": calls.made,
                 "cached": calls.cached,
@@ -125,10 +133,12 @@ class Run:
     data: dict[str, float | str]
 
 
-def measure(repo: Path, cache: Path | None = None) -> Run:
+def measure(repo: Path, cache: Path | None = None, mlflow_uri: str | None = None) -> Run:
     command = [sys.executable, __file__, "--child", str(repo)]
     if cache is not None:
         command += ["--cache", str(cache)]
+    if mlflow_uri is not None:
+        command += ["--mlflow", mlflow_uri]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     launched = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -146,7 +156,7 @@ class Figure:
     name: str
     measured: str
     target: str
-    met: bool
+    met: bool | None  # None: a figure without a target, reported for information
     note: str = ""
 
 
@@ -252,6 +262,29 @@ def large_figures(args: argparse.Namespace, tmp: Path, only: set[str]) -> list[F
     return figures
 
 
+def mlflow_figure(args: argparse.Namespace, tmp: Path) -> Figure:
+    """The latency run logged to a local sqlite store, as `promptgate run` does after the verdict
+    (MLflow imported while the calls run): into a new store (its schema is created), then into
+    that store again. The time after the verdict is what MLflow adds to the user's wait."""
+    from llm_stub import StubProcess
+
+    uri = f"sqlite:///{(tmp / 'mlflow.db').as_posix()}"
+    with StubProcess(latency_s=args.latency) as stub:
+        repo = build_repo(tmp / "mlflow", stub.base_url, args.n, args.concurrency, METRICS_FAST)
+        new, again = (measure(repo, mlflow_uri=uri) for _ in range(2))
+
+    def seconds(run: Run) -> float:
+        return float(run.data["published"]) - float(run.data["finished"])
+
+    return Figure(
+        "mlflow",
+        f"+{seconds(new):.2f} s to a new sqlite store, +{seconds(again):.2f} s to it again",
+        "none (after the verdict)",
+        None,
+        f"the latency run's nested runs (verdicts at {new.wall:.2f} and {again.wall:.2f} s)",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,13 +296,14 @@ def main() -> None:
     parser.add_argument("--server-limit", type=int, default=8)
     parser.add_argument("--failure-rate", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=3, help="runs per latency figure (median)")
-    names = ["latency", "limited", "flaky", "large", "cached", "semantic", "cold"]
+    names = ["latency", "limited", "flaky", "large", "cached", "semantic", "cold", "mlflow"]
     parser.add_argument("--only", nargs="+", choices=names, default=names)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--mlflow", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.cache)
+        child(args.child, args.cache, args.mlflow)
         return
 
     only = set(args.only)
@@ -287,6 +321,8 @@ def main() -> None:
                 latency_figure("flaky", args, tmp, limit=None, failure_rate=args.failure_rate)
             )
         figures += large_figures(args, tmp, only)
+        if "mlflow" in only:
+            figures.append(mlflow_figure(args, tmp))
 
     print(
         f"promptgate speed: N={args.n} (large {args.n_large}), latency {args.latency * 1000:.0f} "
@@ -295,7 +331,7 @@ def main() -> None:
     )
     width = max(len(f.measured) for f in figures)
     for figure in figures:
-        mark = "ok  " if figure.met else "MISS"
+        mark = "info" if figure.met is None else "ok  " if figure.met else "MISS"
         print(
             f"{mark} {figure.name:9s} {figure.measured:<{width}s}  target {figure.target:20s} "
             f"{figure.note}"

@@ -158,7 +158,7 @@ def _evaluate(
 ) -> tuple[Report, int]:
     """The gate's report and exit code; bad input still yields a report to show on the PR."""
     try:
-        result = evaluate(request)
+        result = evaluate(request, publishing=True)
         _review_override(result, inputs, event, env, commands)
         publish(result, request)
     except GateError as exc:

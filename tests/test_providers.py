@@ -389,10 +389,10 @@ def test_the_http_client_is_imported_in_the_background_only_for_a_provider_that_
     program = (
         "import sys, threading\n"
         "from promptgate.config import ProviderConfig\n"
-        "from promptgate.providers import import_in_background\n"
-        f"import_in_background(ProviderConfig(kind={kind!r}))\n"
+        "from promptgate.providers import import_client_in_background\n"
+        f"import_client_in_background(ProviderConfig(kind={kind!r}))\n"
         "for thread in threading.enumerate():\n"
-        "    if thread.name == 'promptgate-import-client':\n"
+        "    if thread.name.startswith('promptgate-import-'):\n"
         "        thread.join(60)\n"
         "print('aiohttp' in sys.modules)\n"
     )

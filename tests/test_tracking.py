@@ -456,3 +456,29 @@ def test_a_gate_run_logged_over_http_links_to_the_run(
             f"\n  mlflow server start {mlflow_server.startup_seconds:.1f} s, "
             f"gate logged over HTTP in {logging_seconds:.1f} s"
         )
+
+
+@pytest.mark.parametrize(
+    ("uri", "database_store"),
+    [("sqlite:///mlflow.db", True), ("http://127.0.0.1:5000", False)],
+)
+def test_mlflow_is_imported_in_the_background_with_the_store_the_uri_needs(
+    uri: str, database_store: bool
+) -> None:
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, threading\n"
+        "from promptgate.config import MlflowConfig\n"
+        "from promptgate.tracking import SQL_STORE_MODULE, import_mlflow_in_background\n"
+        f"import_mlflow_in_background(MlflowConfig(), {uri!r})\n"
+        "for thread in threading.enumerate():\n"
+        "    if thread.name.startswith('promptgate-import-'):\n"
+        "        thread.join(120)\n"
+        "print('mlflow' in sys.modules, SQL_STORE_MODULE in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["True", str(database_store)]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import threading
 
+from promptgate.background import import_in_background
 from promptgate.config import ProviderConfig
 from promptgate.providers.base import ChatMessage, ChatRequest, Provider, ProviderError
 
@@ -20,29 +19,13 @@ def make_provider(config: ProviderConfig) -> Provider:
     return _provider_class(config)(config)
 
 
-def import_in_background(config: ProviderConfig) -> None:
-    """Start importing the provider's HTTP client on a thread, while git and planning run.
+def import_client_in_background(config: ProviderConfig) -> None:
+    """Start importing the provider's HTTP client while git and planning run.
 
     aiohttp's import (0.15-0.3 s) was the last thing before the first call; about half of it
-    loads CA certificates with the GIL released, so it overlaps the gate's own work. A later
-    import of the same module waits for this one (Python's import lock) and an error in it is
-    raised again there, where it is reported as usual.
+    loads CA certificates with the GIL released, so it overlaps the gate's own work.
     """
-    modules = _provider_class(config).client_modules
-    if modules:
-        threading.Thread(
-            target=_import_quietly,
-            args=(modules,),
-            name="promptgate-import-client",
-            daemon=True,
-        ).start()
-
-
-def _import_quietly(modules: tuple[str, ...]) -> None:
-    # An error is raised again by the import in `complete`, and reported there.
-    with contextlib.suppress(Exception):
-        for name in modules:
-            importlib.import_module(name)
+    import_in_background(*_provider_class(config).client_modules)
 
 
 def _provider_class(config: ProviderConfig) -> type[Provider]:
@@ -57,6 +40,6 @@ __all__ = [
     "ChatRequest",
     "Provider",
     "ProviderError",
-    "import_in_background",
+    "import_client_in_background",
     "make_provider",
 ]

@@ -62,7 +62,7 @@ class Provider(ABC):
     """An LLM behind one async method. Register subclasses with `providers.register`."""
 
     kind: ClassVar[str]
-    #: Libraries `complete` imports on first use; `import_in_background` starts on them early.
+    #: Libraries `complete` imports on first use; `import_client_in_background` starts them early.
     client_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ProviderConfig) -> None:
