@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fresh_python import python_stdout
 from gate_fixtures import API_KEY, API_KEY_ENV, TEXTS, PromptRepo, config_yaml, jsonl
 from gitrepo import RepoBuilder
 from llm_stub import Fault, LLMStub
@@ -318,8 +319,6 @@ def test_a_prompt_without_an_eval_set_is_bad_input_pointing_at_the_config(
 def test_the_gates_process_never_imports_numpy_or_a_metric_library(tmp_path: Path) -> None:
     """They load in the scoring worker: in the gate's process they would delay its first call."""
     import json
-    import subprocess
-    import sys
 
     builder = RepoBuilder(tmp_path / "repo")
     builder.commit(
@@ -348,10 +347,8 @@ def test_the_gates_process_never_imports_numpy_or_a_metric_library(tmp_path: Pat
         "'metrics': sorted(result.report.prompts[0].metrics), "
         "'loaded': [name for name in heavy if name in sys.modules]}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
-    )
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    stdout = python_stdout(program, timeout=120)
+    outcome = json.loads(stdout.strip().splitlines()[-1])
     assert outcome["metrics"] == ["bleu", "rougeL"]  # scored, in the worker
     assert outcome["loaded"] == []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sacrebleu
+from fresh_python import python_stdout
 from rouge_score.rouge_scorer import RougeScorer
 from sacrebleu.metrics.bleu import BLEU
 
@@ -351,12 +352,10 @@ print(json.dumps({"scores": rows[:, 0].tolist(), "nltk_modules": nltk_modules,
 
 def _rouge_probe(setup: str) -> dict[str, object]:
     import json
-    import subprocess
-    import sys
 
     code = ROUGE_PROBE.replace("{setup}", setup)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return dict(json.loads(done.stdout))
+    stdout = python_stdout(code)
+    return dict(json.loads(stdout))
 
 
 def test_rouge_loads_only_nltks_porter_stemmer_and_scores_as_the_full_import_does() -> None:

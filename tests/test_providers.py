@@ -8,6 +8,7 @@ import time
 from email.utils import formatdate
 
 import pytest
+from fresh_python import python_stdout
 from llm_stub import Fault, LLMStub, echo
 
 from promptgate.config import ProviderConfig
@@ -383,8 +384,6 @@ def test_a_long_error_body_is_cut_to_a_short_excerpt(llm_stub: LLMStub) -> None:
 def test_the_http_client_is_imported_in_the_background_only_for_a_provider_that_calls_out(
     kind: str, imported: bool
 ) -> None:
-    import subprocess
-    import sys
 
     program = (
         "import sys, threading\n"
@@ -396,7 +395,5 @@ def test_the_http_client_is_imported_in_the_background_only_for_a_provider_that_
         "        thread.join(60)\n"
         "print('aiohttp' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == str(imported)
+    stdout = python_stdout(program, timeout=60)
+    assert stdout.strip() == str(imported)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fresh_python import python_stdout
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow_server import MlflowServer, closed_port
@@ -465,8 +466,6 @@ def test_a_gate_run_logged_over_http_links_to_the_run(
 def test_mlflow_is_imported_in_the_background_with_the_store_the_uri_needs(
     uri: str, database_store: bool
 ) -> None:
-    import subprocess
-    import sys
 
     program = (
         "import sys, threading\n"
@@ -478,7 +477,5 @@ def test_mlflow_is_imported_in_the_background_with_the_store_the_uri_needs(
         "        thread.join(120)\n"
         "print('mlflow' in sys.modules, SQL_STORE_MODULE in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert done.stdout.split() == ["True", str(database_store)]
+    stdout = python_stdout(program, timeout=120)
+    assert stdout.split() == ["True", str(database_store)]
