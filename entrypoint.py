@@ -8,6 +8,9 @@ import os
 import sys
 
 from promptgate.action import main
+from promptgate.shutdown import before_exit
 
 if __name__ == "__main__":
-    sys.exit(main(os.environ))
+    code = main(os.environ)
+    before_exit()
+    sys.exit(code)

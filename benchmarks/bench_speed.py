@@ -3,7 +3,8 @@
     python benchmarks/bench_speed.py [--n 200] [--n-large 1000] [--latency 0.2]
                                      [--concurrency 16] [--server-limit 8] [--failure-rate 0.05]
                                      [--repeat 3]
-                                     [--only latency limited flaky large cached semantic cold mlflow]
+                                     [--only latency limited flaky large cached semantic cold mlflow
+                                             cli]
 
 The stub (tests/llm_stub.py) runs in a process of its own with the given latency, in-flight
 limit (beyond it: 429 with Retry-After: 1) and share of HTTP 500s. Every figure is taken in a
@@ -27,6 +28,8 @@ MLflow logging comes after the verdict and is not in these figures; `mlflow` tim
 - mlflow   the latency run again, logged to a local sqlite store as `promptgate run` does (MLflow
            imported while the calls run): the time after the verdict, new store then existing
            (no target; a shared tracking server is the other case, timed in tests/test_tracking.py)
+- cli      `promptgate run` on the latency setting, the whole command as a developer waits for it:
+           CLI, evaluation, MLflow into a local sqlite store, reports and exit (no target)
 """
 
 from __future__ import annotations
@@ -285,6 +288,37 @@ def mlflow_figure(args: argparse.Namespace, tmp: Path) -> Figure:
     )
 
 
+def cli_figure(args: argparse.Namespace, tmp: Path) -> Figure:
+    """What a developer waits for: `promptgate run` on the latency setting, the whole process
+    (CLI, evaluation, MLflow into a local sqlite store, reports, exit); a first run creates the
+    store, then the median of --repeat runs into it."""
+    from llm_stub import StubProcess
+
+    uri = f"sqlite:///{(tmp / 'cli-mlflow.db').as_posix()}"
+    executable = Path(sys.executable).with_name("promptgate")
+    with StubProcess(latency_s=args.latency) as stub:
+        repo = build_repo(tmp / "cli", stub.base_url, args.n, args.concurrency, METRICS_FAST)
+        command = [str(executable), "run", "--repo", str(repo), "--base", "main", "--head", "pr"]
+        command += ["--no-cache", "--mlflow-tracking-uri", uri]
+        walls = []
+        for _ in range(1 + args.repeat):
+            launched = time.monotonic()
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            walls.append(time.monotonic() - launched)
+            if done.returncode not in (0, 1):
+                raise SystemExit(f"promptgate run failed:\n{done.stderr}")
+    first, rest = walls[0], sorted(walls[1:])
+    bound = math.ceil(2 * args.n / args.concurrency) * args.latency
+    median = rest[len(rest) // 2]
+    return Figure(
+        "cli",
+        f"{median:.2f} s = {median / bound:.2f}x of {bound:.1f} s",
+        "none (whole command)",
+        None,
+        f"into an existing sqlite store, median of {len(rest)}; {first:.2f} s creating it",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,7 +330,7 @@ def main() -> None:
     parser.add_argument("--server-limit", type=int, default=8)
     parser.add_argument("--failure-rate", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=3, help="runs per latency figure (median)")
-    names = ["latency", "limited", "flaky", "large", "cached", "semantic", "cold", "mlflow"]
+    names = ["latency", "limited", "flaky", "large", "cached", "semantic", "cold", "mlflow", "cli"]
     parser.add_argument("--only", nargs="+", choices=names, default=names)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -323,6 +357,8 @@ def main() -> None:
         figures += large_figures(args, tmp, only)
         if "mlflow" in only:
             figures.append(mlflow_figure(args, tmp))
+        if "cli" in only:
+            figures.append(cli_figure(args, tmp))
 
     print(
         f"promptgate speed: N={args.n} (large {args.n_large}), latency {args.latency * 1000:.0f} "

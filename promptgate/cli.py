@@ -314,6 +314,7 @@ def registry(
 def main() -> None:
     """Console entry point. A bug is exit 3 with its traceback: an error is never a pass."""
     from promptgate.interrupt import terminate_as_interrupt
+    from promptgate.shutdown import before_exit
 
     try:
         with terminate_as_interrupt():
@@ -327,3 +328,5 @@ def main() -> None:
         traceback.print_exc()
         err.print("[bold red]promptgate: internal error[/] (a bug; please report it). Exit 3.")
         sys.exit(int(ExitCode.COULD_NOT_EVALUATE))
+    finally:
+        before_exit()

@@ -33,7 +33,7 @@ from promptgate.report.model import (
 from promptgate.request import GateRequest
 from promptgate.runner import AnswerCallback, run_requests_sync
 from promptgate.scoring import Scorer, Slot
-from promptgate.tracking import import_mlflow_in_background, log_gate_run
+from promptgate.tracking import log_gate_run, prepare_in_background
 
 ProgressStart = Callable[[int], Callable[[int], None]]
 """Called with the number of requests; returns the per-completion callback (done count)."""
@@ -107,16 +107,22 @@ def evaluate(
     request: GateRequest, *, progress: ProgressStart | None = None, publishing: bool = False
 ) -> GateResult:
     """The verdict and report. `publishing`: the caller will `publish` the result, so MLflow is
-    imported while the calls run (1.5-3 s that would otherwise follow the verdict)."""
+    imported (and a local store opened) while the calls run: 1.5-5 s that would otherwise follow
+    the verdict."""
     planned = plan_request(request)
     rng, gate_config, plans = planned.rng, planned.gate_config, planned.plans
     config = gate_config.config
 
-    def import_tracking() -> None:
-        import_mlflow_in_background(config.mlflow, request.mlflow_tracking_uri)
+    def prepare_tracking() -> None:
+        prepare_in_background(config.mlflow, request.mlflow_tracking_uri)
 
     calls, failures, scorer = generate(
-        plans, config, request, planned.repo_root, progress, import_tracking if publishing else None
+        plans,
+        config,
+        request,
+        planned.repo_root,
+        progress,
+        prepare_tracking if publishing else None,
     )
     evaluations = [_judge(plan, index, scorer, config) for index, plan in enumerate(plans)]
     report = Report(

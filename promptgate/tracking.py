@@ -12,10 +12,12 @@ only for the duration of the call.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import threading
 import time
 import urllib.parse
 import warnings
@@ -59,6 +61,8 @@ _MAX_RUN_NAME = 240
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 
 logger = logging.getLogger(__name__)
+#: `prepare_in_background`'s thread per tracking URI, which `log_gate_run` waits for
+_preparing: dict[str, threading.Thread] = {}
 
 
 class _StoreProblem(Exception):
@@ -81,6 +85,7 @@ def log_gate_run(
     `CouldNotEvaluate` instead when `settings.required`.
     """
     uri = resolve_tracking_uri(settings, tracking_uri)
+    _wait_for_preparation(uri)
     info = MlflowInfo(tracking_uri=redact_uri(uri))
     try:
         with mlflow_environment():
@@ -106,11 +111,35 @@ def log_gate_run(
     return info
 
 
-def import_mlflow_in_background(settings: MlflowConfig, explicit: str | None = None) -> None:
-    """Start importing MLflow, and its database store when the URI names a database."""
+def prepare_in_background(settings: MlflowConfig, explicit: str | None = None) -> None:
+    """While the calls run: import MLflow, and for a local sqlite store also open it, creating
+    its tables when it is new (its schema migrations took 1.5-3 s after the verdict).
+    `log_gate_run` waits for this before it uses the store."""
     uri = resolve_tracking_uri(settings, explicit)
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        thread = threading.Thread(
+            target=_open_store_quietly, args=(uri,), name="promptgate-prepare-mlflow", daemon=True
+        )
+        _preparing[uri] = thread
+        thread.start()
+        return
     remote = uri.startswith(("http://", "https://", "databricks"))
     import_in_background("mlflow", *([] if remote else [SQL_STORE_MODULE]))
+
+
+def _open_store_quietly(uri: str) -> None:
+    # A failure here is met again by log_gate_run, which reports it.
+    with contextlib.suppress(Exception), mlflow_environment():
+        from mlflow import MlflowClient
+
+        ensure_sqlite_directory(uri)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+def _wait_for_preparation(uri: str) -> None:
+    thread = _preparing.pop(uri, None)
+    if thread is not None:
+        thread.join()
 
 
 def resolve_tracking_uri(settings: MlflowConfig, explicit: str | None = None) -> str:

@@ -459,23 +459,36 @@ def test_a_gate_run_logged_over_http_links_to_the_run(
         )
 
 
-@pytest.mark.parametrize(
-    ("uri", "database_store"),
-    [("sqlite:///mlflow.db", True), ("http://127.0.0.1:5000", False)],
-)
-def test_mlflow_is_imported_in_the_background_with_the_store_the_uri_needs(
-    uri: str, database_store: bool
+def test_a_local_store_is_opened_in_the_background_and_logging_waits_for_it(
+    tmp_path: Path,
 ) -> None:
+    """A new sqlite store's tables are created while the calls run; log_gate_run joins that."""
+    database = tmp_path / "deeper" / "mlflow.db"  # its directory is created too
+    program = (
+        "import sqlite3, sys\n"
+        "from promptgate.config import MlflowConfig\n"
+        "from promptgate import tracking\n"
+        f"uri = 'sqlite:///{database.as_posix()}'\n"
+        "tracking.prepare_in_background(MlflowConfig(), uri)\n"
+        "thread = tracking._preparing[uri]\n"
+        "tracking._wait_for_preparation(uri)  # what log_gate_run does first\n"
+        f"tables = sqlite3.connect({str(database)!r}).execute(\n"
+        "    \"SELECT name FROM sqlite_master WHERE type = 'table'\").fetchall()\n"
+        "print(thread.is_alive(), uri in tracking._preparing, ('alembic_version',) in tables,\n"
+        "      ('runs',) in tables)\n"
+    )
+    assert python_stdout(program).split() == ["False", "False", "True", "True"]
 
+
+def test_for_a_tracking_server_only_mlflow_is_imported_in_the_background() -> None:
     program = (
         "import sys, threading\n"
         "from promptgate.config import MlflowConfig\n"
-        "from promptgate.tracking import SQL_STORE_MODULE, import_mlflow_in_background\n"
-        f"import_mlflow_in_background(MlflowConfig(), {uri!r})\n"
+        "from promptgate.tracking import SQL_STORE_MODULE, prepare_in_background\n"
+        "prepare_in_background(MlflowConfig(), 'http://127.0.0.1:5000')\n"
         "for thread in threading.enumerate():\n"
         "    if thread.name.startswith('promptgate-import-'):\n"
         "        thread.join(120)\n"
         "print('mlflow' in sys.modules, SQL_STORE_MODULE in sys.modules)\n"
     )
-    stdout = python_stdout(program, timeout=120)
-    assert stdout.split() == ["True", str(database_store)]
+    assert python_stdout(program).split() == ["True", "False"]
