@@ -48,9 +48,8 @@ class AdaptiveLimit:
     `maximum`. So a server that admits fewer calls than configured is not hammered with calls it
     turns away. Patience doubles with each new 429 (a burst of them counts once) and halves when
     a raise went through (no 429 before the next), so a limit found again and again is probed
-    ever more rarely:
-    each probe costs the call turned away a Retry-After wait, which at the end of a run is the
-    run's tail.
+    ever more rarely: each probe costs the call turned away a Retry-After wait, which at the end
+    of a run is the run's tail.
 
     Waiters queue in order and a freed slot is handed to exactly one of them: with thousands of
     calls waiting, waking them all on every release (an `asyncio.Event`) cost O(calls²) wake-ups,

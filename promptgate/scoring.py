@@ -1,8 +1,8 @@
 """Scoring in a worker process, fed while generation runs.
 
 The metric libraries are heavy to import (rouge-score pulls in nltk; the semantic metric,
-onnxruntime and its model) and their scoring is pure CPU. In the gate's own process that work competes for the GIL
-with the HTTP client; in a worker process it runs on another core. So the worker starts when
+onnxruntime and its model) and their scoring is pure CPU. In the gate's own process that work
+competes for the GIL with the HTTP client; in a worker process it runs on another core. So the worker starts when
 the gate does, imports and loads while the first calls are in flight, scores each batch of
 answers as it arrives, and at the end builds each side and runs the paired bootstrap. The gate's
 process never imports a metric library, nor numpy.

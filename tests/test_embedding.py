@@ -347,3 +347,22 @@ def test_the_cache_root_follows_the_environment(
     assert cache_root() == tmp_path / "xdg" / "promptgate" / "models"
     monkeypatch.setenv("PROMPTGATE_MODEL_CACHE", str(tmp_path / "mine"))
     assert cache_root() == tmp_path / "mine"
+
+
+def test_a_model_fingerprint_is_hashed_once_and_again_when_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMPTGATE_MODEL_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "weights.bin"
+    weights.write_bytes(b"\x00" * 1024)
+    first = embedding.model_fingerprint(model)
+    remembered = list((tmp_path / "cache").glob("*.fingerprint"))
+    assert len(remembered) == 1 and remembered[0].read_text() == first
+    remembered[0].write_text("f" * 64)  # what a later run reads instead of hashing
+    assert embedding.model_fingerprint(model) == "f" * 64
+    weights.write_bytes(b"\x01" + b"\x00" * 1023)  # same size, new content and time
+    os.utime(weights, ns=(1, 1))
+    changed = embedding.model_fingerprint(model)
+    assert changed not in (first, "f" * 64)

@@ -316,17 +316,15 @@ def test_a_prompt_without_an_eval_set_is_bad_input_pointing_at_the_config(
     )
 
 
-def test_the_gates_process_never_imports_numpy_or_a_metric_library(tmp_path: Path) -> None:
-    """They load in the scoring worker: in the gate's process they would delay its first call."""
-    import json
-
+def _offline_pr_repo(tmp_path: Path, metrics: str) -> Path:
+    """main with one plain prompt and the offline provider; branch pr prefixes it with "Say: "."""
     builder = RepoBuilder(tmp_path / "repo")
     builder.commit(
         {
             "promptgate.yaml": (
                 "version: 1\nprovider: { kind: offline, max_tokens: 64 }\n"
                 "prompts:\n  - path: prompts/a.txt\n    dataset: evals/a.jsonl\n"
-                "metrics:\n  bleu: { max_drop: 2.0 }\n  rougeL: { max_drop: 0.02 }\n"
+                f"metrics:\n{metrics}"
             ),
             "prompts/a.txt": "{{ text }}\n",
             "evals/a.jsonl": jsonl(TEXTS),
@@ -334,12 +332,20 @@ def test_the_gates_process_never_imports_numpy_or_a_metric_library(tmp_path: Pat
     )
     builder.branch("pr")
     builder.commit({"prompts/a.txt": "Say: {{ text }}\n"})
+    return builder.root
+
+
+def test_the_gates_process_never_imports_numpy_or_a_metric_library(tmp_path: Path) -> None:
+    """They load in the scoring worker: in the gate's process they would delay its first call."""
+    import json
+
+    repo = _offline_pr_repo(tmp_path, "  bleu: { max_drop: 2.0 }\n  rougeL: { max_drop: 0.02 }\n")
     program = (
         "import json, sys\n"
         "from pathlib import Path\n"
         "from promptgate.gate import evaluate\n"
         "from promptgate.request import GateRequest\n"
-        f"result = evaluate(GateRequest(repo=Path({str(builder.root)!r}), base='main', "
+        f"result = evaluate(GateRequest(repo=Path({str(repo)!r}), base='main', "
         "head='pr', use_cache=False))\n"
         "heavy = ('numpy', 'sacrebleu', 'rouge_score', 'nltk', 'promptgate.compare', "
         "'promptgate.metrics.base', 'promptgate.scoring_worker')\n"
@@ -361,20 +367,7 @@ def test_the_gate_run_inside_a_multiprocessing_worker_lets_that_worker_exit(
     import subprocess
     import sys
 
-    builder = RepoBuilder(tmp_path / "repo")
-    builder.commit(
-        {
-            "promptgate.yaml": (
-                "version: 1\nprovider: { kind: offline, max_tokens: 64 }\n"
-                "prompts:\n  - path: prompts/a.txt\n    dataset: evals/a.jsonl\n"
-                "metrics:\n  rougeL: { max_drop: 0.02 }\n"
-            ),
-            "prompts/a.txt": "{{ text }}\n",
-            "evals/a.jsonl": jsonl(TEXTS),
-        }
-    )
-    builder.branch("pr")
-    builder.commit({"prompts/a.txt": "Say: {{ text }}\n"})
+    repo = _offline_pr_repo(tmp_path, "  rougeL: { max_drop: 0.02 }\n")
     program = (
         "import multiprocessing\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
@@ -387,7 +380,7 @@ def test_the_gate_run_inside_a_multiprocessing_worker_lets_that_worker_exit(
         "if __name__ == '__main__':\n"
         "    spawn = multiprocessing.get_context('spawn')\n"
         "    with ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:\n"
-        f"        print(pool.submit(judge, {str(builder.root)!r}).result())\n"
+        f"        print(pool.submit(judge, {str(repo)!r}).result())\n"
         "    print('joined')  # leaving the block waited for the worker to exit\n"
     )
     script = tmp_path / "in_a_pool.py"

@@ -18,8 +18,9 @@ from promptgate.errors import BadInput
 from promptgate.metrics import make_metric
 from promptgate.metrics.base import Samples, ScoredSide
 from promptgate.metrics.bleu import Bleu, BleuSide
+from promptgate.metrics.embedding import load_embedder, resolve_model
 from promptgate.metrics.rouge import RougeL
-from promptgate.metrics.semantic import SemanticSimilarity, load_embedder, resolve_model
+from promptgate.metrics.semantic import SemanticSimilarity
 
 CONFIG = MetricConfig(max_drop=1.0)
 

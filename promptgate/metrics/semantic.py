@@ -16,8 +16,6 @@ import numpy as np
 from promptgate.metrics.base import FloatArray, Metric
 from promptgate.metrics.embedding import ModelSource, embed, load_embedder, resolve_model
 
-__all__ = ["ModelSource", "SemanticSimilarity", "embed", "load_embedder", "resolve_model"]
-
 
 class SemanticSimilarity(Metric):
     name: ClassVar[str] = "semantic"
