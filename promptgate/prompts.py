@@ -1,61 +1,37 @@
 """Prompt files: plain Jinja2 templates and GitHub Models `.prompt.yml` files.
 
-Templates render in Jinja2's sandbox with StrictUndefined: a PR's prompt is data, never code,
-and a missing variable is an error rather than a silently blank prompt.
+Templates render in a bounded Jinja2 sandbox (promptgate.sandbox) with StrictUndefined: a PR's
+prompt is data, never code, it may not stall the job or exhaust its memory, and a missing
+variable is an error rather than a silently blank prompt.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from functools import cached_property
 from typing import Any, Literal
 
 import jinja2
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from promptgate.errors import BadInput
 from promptgate.providers.base import ChatMessage
+from promptgate.sandbox import (
+    LIMITS_SUMMARY,
+    PromptSandbox,
+    TemplateLimit,
+    budget,
+    render_bounded,
+)
 from promptgate.yamlsource import line_of, validate_yaml
 
 PROMPT_YAML_SUFFIXES = (".prompt.yml", ".prompt.yaml")
+#: All renders of one prompt version together (a render has its own, shorter, deadline).
+MAX_RENDER_SECONDS_PER_PROMPT = 60.0
 Role = Literal["system", "user", "assistant", "developer"]
 
-#: Largest string or list a template may build with `*`, and largest integer (in bits) with `**`.
-MAX_REPEAT_ITEMS = 1_000_000
-MAX_POWER_BITS = 100_000
-
-
-class _PromptSandbox(SandboxedEnvironment):
-    """Jinja2's sandbox, plus a cap on `*` and `**`: `{{ 9**9**9 }}` or `'a' * 10**10` in a PR's
-    prompt would otherwise stall the job or exhaust its memory (intercepted operators are also
-    never folded at compile time)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and _power_too_big(left, right):
-            raise SecurityError(f"{left!r} ** {right!r} is too large for a prompt")
-        if operator == "*" and _repeat_too_big(left, right):
-            raise SecurityError(f"repeating a sequence over {MAX_REPEAT_ITEMS:,} items")
-        return super().call_binop(context, operator, left, right)
-
-
-def _power_too_big(base: Any, exponent: Any) -> bool:
-    if not (isinstance(base, int) and isinstance(exponent, int)) or exponent <= 0:
-        return False
-    return abs(base) > 1 and exponent * max(abs(base).bit_length(), 1) > MAX_POWER_BITS
-
-
-def _repeat_too_big(left: Any, right: Any) -> bool:
-    for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
-            return len(sequence) * count > MAX_REPEAT_ITEMS
-    return False
-
-
-_ENVIRONMENT = _PromptSandbox(
+_ENVIRONMENT = PromptSandbox(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,
@@ -112,6 +88,8 @@ class PromptTemplate(BaseModel):
     model: str | None = None
     parameters: dict[str, float | int | str | bool] = Field(default_factory=dict)
     test_data: list[dict[str, Any]] | None = None
+    #: Time spent rendering this prompt so far, over all examples.
+    _render_seconds: float = PrivateAttr(default=0.0)
 
     @property
     def hash(self) -> str:
@@ -122,7 +100,8 @@ class PromptTemplate(BaseModel):
         compiled = []
         for role, source in self.messages:
             try:
-                compiled.append((role, _ENVIRONMENT.from_string(source)))
+                with budget():  # constant folding runs filters while compiling
+                    compiled.append((role, _ENVIRONMENT.from_string(source)))
             except jinja2.TemplateSyntaxError as exc:
                 raise BadInput(
                     f"template syntax error: {exc.message}; fix the Jinja2 markup",
@@ -148,31 +127,28 @@ class PromptTemplate(BaseModel):
         rendered = []
         for (role, source), (_, template) in zip(self.messages, self._compiled, strict=True):
             try:
-                # The vars as one mapping, not **kwargs: a var named `self` must not clash.
-                content = template.render(variables)
-            except jinja2.UndefinedError as exc:
-                raise BadInput(
-                    f"template variable {exc.message} for example '{example_id}'; add it to the "
-                    "eval set's `vars` or remove it from the prompt",
-                    file=self.path,
-                    line=self._error_line(source, exc),
-                ) from exc
-            except jinja2.exceptions.SecurityError as exc:
-                raise BadInput(
-                    f"template uses a construct the sandbox forbids ({exc}); prompts may only "
-                    "substitute variables and use plain Jinja2 filters",
-                    file=self.path,
-                    line=self._error_line(source, exc),
-                ) from exc
+                content = self._render_one(template, variables)
             except Exception as exc:  # the template is data: anything it raises is a bad prompt
                 raise BadInput(
-                    f"template failed for example '{example_id}' ({type(exc).__name__}: {exc}); "
-                    "fix the template or the example's vars",
+                    _render_failure(exc, example_id),
                     file=self.path,
                     line=self._error_line(source, exc),
                 ) from exc
             rendered.append(ChatMessage(role=role, content=content))
         return tuple(rendered)
+
+    def _render_one(self, template: jinja2.Template, variables: dict[str, Any]) -> str:
+        if self._render_seconds > MAX_RENDER_SECONDS_PER_PROMPT:
+            raise TemplateLimit(
+                f"rendering it over the eval set took over {MAX_RENDER_SECONDS_PER_PROMPT:g} s"
+            )
+        started = time.monotonic()
+        try:
+            with budget():
+                # The vars as one mapping, not **kwargs: a var named `self` must not clash.
+                return render_bounded(template.generate(variables))
+        finally:
+            self._render_seconds += time.monotonic() - started
 
     def _error_line(self, source: str, exc: BaseException) -> int | None:
         """The file line of the template code that raised (Jinja2 names its frames <template>)."""
@@ -183,6 +159,29 @@ class PromptTemplate(BaseModel):
                 line = frame.tb_lineno
             frame = frame.tb_next
         return None if line is None else self._line_of(source, line)
+
+
+def _render_failure(exc: Exception, example_id: str) -> str:
+    """What went wrong rendering a prompt for an example, and what to do about it."""
+    if isinstance(exc, TemplateLimit):
+        return (
+            f"template stopped for example '{example_id}': {exc}; {LIMITS_SUMMARY}. "
+            "Remove loops that never end, runaway macros and repeated text"
+        )
+    if isinstance(exc, jinja2.UndefinedError):
+        return (
+            f"template variable {exc.message} for example '{example_id}'; add it to the "
+            "eval set's `vars` or remove it from the prompt"
+        )
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return (
+            f"template uses a construct the sandbox forbids ({exc}); prompts may only "
+            "substitute variables and use plain Jinja2 filters"
+        )
+    return (
+        f"template failed for example '{example_id}' ({type(exc).__name__}: {exc}); "
+        "fix the template or the example's vars"
+    )
 
 
 def parse_prompt(path: str, text: str) -> PromptTemplate:

@@ -12,6 +12,10 @@ from promptgate.errors import BadInput
 
 M = TypeVar("M", bound=BaseModel)
 
+#: How much aliases may add to a document: characters of text plus nodes, counted as if every
+#: alias were written out. Nine levels of nine aliases ("billion laughs") would add ~10^9.
+MAX_ALIAS_EXPANSION = 1_000_000
+
 
 class _UnreadableScalar(yaml.constructor.ConstructorError):
     """A scalar YAML resolves to a type it then cannot build, like `2024-13-01` or `!!int x`."""
@@ -43,7 +47,11 @@ def load_yaml(text: str, source: str) -> Any:
     except yaml.reader.ReaderError as exc:
         raise _unprintable(exc, text, source) from exc
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_alias_expansion(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -62,6 +70,58 @@ def load_yaml(text: str, source: str) -> Any:
         ) from exc
     finally:
         loader.dispose()
+
+
+def _check_alias_expansion(root: yaml.Node, source: str) -> None:
+    """Refuse a document whose aliases expand it by over MAX_ALIAS_EXPANSION, or refer to a node
+    that contains them, before a single object is built.
+
+    Sizes are memoised per node, so this costs one pass over the composed nodes however much
+    the aliases multiply them."""
+    expanded: dict[int, int] = {}
+    distinct = 0
+    in_progress: set[int] = set()
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while pending:
+        node, children_done = pending.pop()
+        key = id(node)
+        if children_done:
+            in_progress.discard(key)
+            size = 1 + sum(expanded[id(child)] for child in _children(node))
+            expanded[key] = size
+            if size - distinct > MAX_ALIAS_EXPANSION:
+                raise BadInput(
+                    f"YAML aliases here expand the document to over {size:,} characters and "
+                    f"nodes (an alias bomb?); at most {MAX_ALIAS_EXPANSION:,} may come from "
+                    "aliases: write the values out or use fewer aliases",
+                    file=source,
+                    line=node.start_mark.line + 1,
+                )
+            continue
+        if key in expanded:
+            continue
+        if key in in_progress:
+            raise BadInput(
+                "a YAML alias refers to a node that contains it; remove the recursive alias",
+                file=source,
+                line=node.start_mark.line + 1,
+            )
+        if isinstance(node, yaml.ScalarNode):
+            expanded[key] = 1 + len(node.value)
+            distinct += expanded[key]
+            continue
+        in_progress.add(key)
+        distinct += 1
+        pending.append((node, True))
+        pending.extend((child, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _unprintable(exc: yaml.reader.ReaderError, text: str, source: str) -> BadInput:

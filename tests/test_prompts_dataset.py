@@ -135,7 +135,7 @@ def test_an_empty_eval_set_is_refused() -> None:
 )
 def test_a_template_cannot_build_a_huge_number_or_string(template: str) -> None:
     """The sandbox runs no code, but size is its own attack: these would stall the job."""
-    with pytest.raises(BadInput, match="sandbox forbids") as caught:
+    with pytest.raises(BadInput, match="template stopped") as caught:
         parse_prompt("prompts/a.txt", template).render({}, "ex-1")
     assert caught.value.file == "prompts/a.txt" and caught.value.line == 1
 
