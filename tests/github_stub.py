@@ -6,11 +6,14 @@ memory, over real sockets. Every request is recorded, and whatever GitHub would 
 missing or wrong token, a wrong Accept header, a body that is not a JSON object with a string
 `body`, a body over 65,536 characters, an unknown path or method) is answered with GitHub's
 status and also kept in `violations`, which tests assert is empty. So is editing a comment
-that a person wrote: GitHub would allow it, promptgate must not do it.
+that a person wrote, and posting a comment whose body an earlier comment by the same bot on the
+same issue already has (a POST sent again after one that was stored): GitHub would allow both,
+promptgate must not do either.
 
     with GitHubStub(token="ghs_test") as github:
         github.add_comment("octo/repo", 7, "looks good", user=HUMAN)
         github.script(Fault.http_error(502), Fault.rate_limited(retry_after="1"))
+        github.script(Fault.ok(), Fault.served_then(500))  # the POST is stored, then 500
         ...  # point a GitHubClient at github.api_url
         assert github.violations == []
 
@@ -22,6 +25,7 @@ follow `per_page` and `page` and carry `Link` headers whose URLs, like GitHub's,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import threading
@@ -58,13 +62,15 @@ _PERMISSION = re.compile(r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)/permissi
 
 @dataclass(frozen=True)
 class Fault:
-    """How the stub misbehaves for one request, whatever the request."""
+    """How the stub misbehaves for one request, whatever the request. With `after_serving`, the
+    request is served first (a write takes effect) and the fault is what the client sees."""
 
     kind: Literal["ok", "http", "disconnect", "hang"]
     status: int = 0
     message: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
+    after_serving: bool = False
 
     @classmethod
     def ok(cls) -> Fault:
@@ -112,6 +118,13 @@ class Fault:
     def disconnect(cls) -> Fault:
         """Close the connection without answering."""
         return cls("disconnect")
+
+    @classmethod
+    def served_then(cls, status: int | Literal["disconnect"]) -> Fault:
+        """Serve the request (a POST stores its comment), then answer `status` instead, or
+        close the connection without an answer: a write that failed after it succeeded."""
+        fault = cls.disconnect() if status == "disconnect" else cls.http_error(status)
+        return dataclasses.replace(fault, after_serving=True)
 
     @classmethod
     def hang(cls, seconds: float) -> Fault:
@@ -303,6 +316,8 @@ class GitHubStub:
         with self._lock:
             refusal = self._check(request)
             fault = self._faults.popleft() if self._faults else None
+            if fault is not None and fault.after_serving and refusal is None:
+                self._route(request)  # takes effect; the client gets the fault instead
             if fault is not None and fault.kind != "ok":
                 if fault.kind != "http":
                     return fault
@@ -393,6 +408,7 @@ class GitHubStub:
             if request.method == "GET":
                 return self._list(repository, issue, request.query)
             if request.method == "POST":
+                self._check_duplicate(request, repository, issue)
                 return self._write(request, lambda: self._create(repository, issue, "", BOT))
         elif match := _ISSUE_COMMENTS_BY_ID.fullmatch(path):
             names = {number: name for name, number in self._repo_ids.items()}
@@ -422,6 +438,19 @@ class GitHubStub:
             )
         self._violation(request, f"no route for {request.method} here")
         return _Answer(404, {"message": "Not Found", "documentation_url": DOCS})
+
+    def _check_duplicate(self, request: RecordedRequest, repository: str, issue: int) -> None:
+        key, body = repository.lower(), request.body["body"]
+        for comment in self._comments.values():
+            if (comment["_repo"], comment["_issue"], comment["body"]) == (key, issue, body) and (
+                comment["user"]["login"] == BOT["login"]
+            ):
+                self._violation(
+                    request,
+                    f"a second comment with the body of comment {comment['id']} (a POST sent "
+                    "again after one that was stored)",
+                )
+                return
 
     def _write(self, request: RecordedRequest, target: Callable[[], dict[str, Any]]) -> _Answer:
         if self.read_only:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Literal
 
 import httpx
 import pytest
@@ -217,7 +218,7 @@ def test_transient_502_and_429_are_retried_and_succeed(
     assert github_stub.violations == []
 
 
-def test_a_502_on_the_write_is_retried_without_a_duplicate(
+def test_a_502_on_the_post_looks_for_the_comment_then_posts_again(
     github_stub: GitHubStub, client: GitHubClient, waits: list[float]
 ) -> None:
     github_stub.script(Fault.ok(), Fault.http_error(502, "Server Error"))  # list fine, POST 502
@@ -225,8 +226,67 @@ def test_a_502_on_the_write_is_retried_without_a_duplicate(
     result = upsert_comment(client, REPO, PR, report("first run"))
 
     assert result.action == "created"
-    assert [r.method for r in github_stub.writes] == ["POST", "POST"]
+    assert [r.method for r in github_stub.requests] == ["GET", "POST", "GET", "POST"]
     assert len(github_stub.comments(REPO, PR)) == 1
+    assert waits == [BACKOFF_S]
+    assert github_stub.violations == []
+
+
+@pytest.mark.parametrize("answer", [500, 502, 503, "disconnect"])
+def test_a_post_stored_before_it_failed_is_found_and_not_posted_again(
+    github_stub: GitHubStub, client: GitHubClient, answer: int | Literal["disconnect"]
+) -> None:
+    github_stub.script(Fault.ok(), Fault.served_then(answer))  # stored, then 5xx or no answer
+
+    result = upsert_comment(client, REPO, PR, report("first run"))
+
+    [comment] = github_stub.comments(REPO, PR)
+    assert (result.action, result.id, result.url) == ("created", comment["id"], comment["html_url"])
+    assert [r.method for r in github_stub.requests] == ["GET", "POST", "GET"]
+    assert github_stub.violations == []  # would list a second POST of the same body
+
+
+def test_a_comment_a_racing_run_stored_meanwhile_is_updated_not_doubled(
+    github_stub: GitHubStub, client: GitHubClient
+) -> None:
+    github_stub.script(Fault.ok(), Fault.http_error(500))  # our POST fails, not stored
+    racing: list[dict[str, object]] = []
+
+    def another_run_posts(request: RecordedRequest) -> None:
+        if request.method == "GET" and github_stub.writes and not racing:
+            racing.append(github_stub.add_comment(REPO, PR, report("other run"), user=BOT))
+
+    github_stub.on_request = another_run_posts
+    result = upsert_comment(client, REPO, PR, report("this run"))
+
+    assert (result.action, result.id) == ("updated", racing[0]["id"])
+    assert [c["body"] for c in github_stub.comments(REPO, PR)] == [report("this run")]
+    assert [r.method for r in github_stub.writes] == ["POST", "PATCH"]
+
+
+def test_a_post_answered_5xx_is_not_repeated_by_the_client(
+    github_stub: GitHubStub, client: GitHubClient, waits: list[float]
+) -> None:
+    github_stub.script(Fault.http_error(503))
+
+    with pytest.raises(GitHubError) as raised:
+        client.request("POST", f"/repos/{REPO}/issues/{PR}/comments", json={"body": "x"})
+
+    assert raised.value.status == 503 and raised.value.maybe_applied
+    assert "not sent again blind" in str(raised.value)
+    assert len(github_stub.requests) == 1 and waits == []
+
+
+def test_a_patch_answered_5xx_is_retried(
+    github_stub: GitHubStub, client: GitHubClient, waits: list[float]
+) -> None:
+    ours = github_stub.add_comment(REPO, PR, report("old run"), user=BOT)
+    github_stub.script(Fault.ok(), Fault.http_error(502))  # list fine, first PATCH 502
+
+    result = upsert_comment(client, REPO, PR, report("new run"))
+
+    assert (result.action, result.id) == ("updated", ours["id"])
+    assert [r.method for r in github_stub.writes] == ["PATCH", "PATCH"]
     assert waits == [BACKOFF_S]
 
 
@@ -279,19 +339,31 @@ def test_dropped_connections_and_timeouts_are_retried(github_stub: GitHubStub) -
     assert len(github_stub.comments(REPO, PR)) == 1
 
 
-def test_a_post_that_may_have_reached_github_is_not_sent_twice(github_stub: GitHubStub) -> None:
+def test_a_post_that_timed_out_is_looked_for_before_it_is_sent_again(
+    github_stub: GitHubStub,
+) -> None:
     github_stub.script(Fault.ok(), Fault.hang(2.0))  # the list answers, the POST times out
-    with (
-        GitHubClient(
-            github_stub.token, github_stub.api_url, timeout_s=0.2, sleep=lambda _: None
-        ) as client,
-        pytest.raises(GitHubError) as raised,
-    ):
+    with GitHubClient(
+        github_stub.token, github_stub.api_url, timeout_s=0.2, sleep=lambda _: None
+    ) as client:
+        result = upsert_comment(client, REPO, PR, report("first run"))
+
+    assert result.action == "created"
+    assert [r.method for r in github_stub.requests] == ["GET", "POST", "GET", "POST"]
+    assert len(github_stub.comments(REPO, PR)) == 1
+
+
+def test_posts_that_keep_failing_give_up_after_max_retries(
+    github_stub: GitHubStub, client: GitHubClient
+) -> None:
+    github_stub.script(Fault.ok(), *[Fault.http_error(502), Fault.ok()] * 4)
+
+    with pytest.raises(GitHubError) as raised:
         upsert_comment(client, REPO, PR, report("first run"))
 
-    assert raised.value.status is None
-    assert "ReadTimeout" in str(raised.value)
-    assert [r.method for r in github_stub.writes] == ["POST"]
+    assert raised.value.status == 502 and raised.value.maybe_applied
+    assert [r.method for r in github_stub.writes] == ["POST"] * 4  # max_retries 3, plus one
+    assert github_stub.comments(REPO, PR) == []
 
 
 def test_retries_stop_after_max_retries(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from events import pull_request, push, workflow_dispatch
+from events import merge_group, pull_request, push, workflow_dispatch
 
 from promptgate.errors import BadInput
 from promptgate.github.event import ZERO_SHA, read_event, read_inputs
@@ -94,8 +94,46 @@ def test_a_first_push_of_the_default_branch_compares_with_its_parent(tmp_path: P
     assert read_event(env, read_inputs(env)).base == f"{HEAD}~1"
 
 
+def test_a_merge_group_compares_the_queue_head_with_its_base_and_is_not_a_pull_request(
+    tmp_path: Path,
+) -> None:
+    env = environment(tmp_path, "merge_group", merge_group(BASE, HEAD))
+    event = read_event(env, read_inputs(env))
+    assert (event.base, event.head, event.pr_number) == (BASE, HEAD, None)
+    assert not event.is_pull_request and not event.pushed_default_branch
+
+
+@pytest.mark.parametrize("missing", ["head_sha", "base_sha"])
+def test_a_merge_group_without_its_shas_is_bad_input(tmp_path: Path, missing: str) -> None:
+    payload = merge_group(BASE, HEAD)
+    del payload["merge_group"][missing]
+    env = environment(tmp_path, "merge_group", payload)
+    with pytest.raises(BadInput) as caught:
+        read_event(env, read_inputs(env))
+    assert "head_sha and base_sha" in caught.value.message
+
+
+def test_a_push_that_deletes_its_ref_has_nothing_to_judge(tmp_path: Path) -> None:
+    env = environment(tmp_path, "push", push(BASE, ZERO_SHA, ref="refs/heads/old"))
+    event = read_event(env, read_inputs(env))
+    assert event.nothing_to_judge is not None and "deleted refs/heads/old" in event.nothing_to_judge
+    assert (event.base, event.head) == (None, None)
+
+
+def test_only_a_push_that_creates_its_ref_is_marked_created(tmp_path: Path) -> None:
+    created = environment(tmp_path, "push", push(ZERO_SHA, HEAD, ref="refs/heads/feature"))
+    assert read_event(created, read_inputs(created)).created_ref
+    updated = environment(tmp_path, "push", push(BASE, HEAD, ref="refs/heads/feature"))
+    assert not read_event(updated, read_inputs(updated)).created_ref
+    chosen = environment(
+        tmp_path, "push", push(ZERO_SHA, HEAD, ref="refs/heads/feature"), base="v1.0"
+    )
+    assert not read_event(chosen, read_inputs(chosen)).created_ref  # the input decides
+
+
 def test_another_event_is_bad_input_that_names_the_supported_ones(tmp_path: Path) -> None:
     env = environment(tmp_path, "issue_comment", {"action": "created"})
     with pytest.raises(BadInput) as caught:
         read_event(env, read_inputs(env))
     assert "issue_comment" in caught.value.message and "pull_request" in caught.value.message
+    assert "merge_group" in caught.value.message

@@ -37,7 +37,9 @@ DEFAULT_MAX_WAIT_S = 60.0
 SECONDARY_LIMIT_WAIT_S = 60.0
 MASK = "***"
 # Methods that may be sent again after the request might have reached GitHub. A POST is retried
-# only when it surely did not (the connection was never made): a second POST is a second comment.
+# here only when it surely did not (the connection was never made, or a rate limit refused it): a
+# POST answered 5xx, or whose answer was lost, may have been stored, and a second POST is a second
+# comment. Such a failure raises GitHubError with `maybe_applied`, for the caller to look first.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: anything else breaks the header
@@ -59,13 +61,23 @@ class GitHubError(GateError):
     """A GitHub API call that did not succeed (after retries where retrying made sense).
 
     `status` is the last HTTP status, or None when no answer came (timeout, connection).
-    `rate_limited` says the last answer was a rate limit, not a refusal.
+    `rate_limited` says the last answer was a rate limit, not a refusal. `maybe_applied` says a
+    request that is not safe to repeat (a POST) may have taken effect all the same: it reached
+    GitHub and the answer was a server error, or never came.
     """
 
-    def __init__(self, status: int | None, message: str, *, rate_limited: bool = False) -> None:
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        *,
+        rate_limited: bool = False,
+        maybe_applied: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.rate_limited = rate_limited
+        self.maybe_applied = maybe_applied
 
 
 class GitHubClient:
@@ -158,11 +170,14 @@ class GitHubClient:
                 response = self._http.request(method, url, json=json, params=params)
             except httpx.TransportError as exc:
                 problem = f"{where} got no answer ({_describe(exc, self.timeout_s)})"
-                if attempt == attempts or not (
-                    method in IDEMPOTENT_METHODS or isinstance(exc, _NOT_SENT)
-                ):
+                unsent = isinstance(exc, _NOT_SENT)
+                if attempt == attempts or not (method in IDEMPOTENT_METHODS or unsent):
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise self._error(None, f"{problem}{tries}") from None
+                    raise self._error(
+                        None,
+                        f"{problem}{tries}",
+                        maybe_applied=method not in IDEMPOTENT_METHODS and not unsent,
+                    ) from None
                 self._pause(self._backoff(attempt), problem, attempt, attempts)
                 continue
             if response.is_success:
@@ -176,6 +191,13 @@ class GitHubClient:
                     f"{where} is rate limited (HTTP {status}) for {rate_wait:.0f}s more, longer "
                     f"than this client waits ({self.max_wait_s:g}s); try again later: {said}",
                     rate_limited=True,
+                )
+            if status >= 500 and method not in IDEMPOTENT_METHODS:
+                raise self._error(
+                    status,
+                    f"{where} answered HTTP {status}: {said}. GitHub may have applied it all the "
+                    "same, so it is not sent again blind",
+                    maybe_applied=True,
                 )
             retryable = rate_wait is not None or status >= 500
             if not retryable or attempt == attempts:
@@ -247,6 +269,11 @@ class GitHubClient:
             )
         return path
 
+    def back_off(self, attempt: int, problem: str) -> None:
+        """Wait before the caller's own retry number `attempt` (from 1), as this client waits
+        before its retries: for a request it does not repeat itself (see IDEMPOTENT_METHODS)."""
+        self._pause(self._backoff(attempt), problem, attempt, self.max_retries + 1)
+
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_base_s * 2.0 ** (attempt - 1), self.max_wait_s)
 
@@ -264,9 +291,16 @@ class GitHubClient:
         return text.replace(self._token, MASK)
 
     def _error(
-        self, status: int | None, message: str, *, rate_limited: bool = False
+        self,
+        status: int | None,
+        message: str,
+        *,
+        rate_limited: bool = False,
+        maybe_applied: bool = False,
     ) -> GitHubError:
-        return GitHubError(status, self._mask(message), rate_limited=rate_limited)
+        return GitHubError(
+            status, self._mask(message), rate_limited=rate_limited, maybe_applied=maybe_applied
+        )
 
 
 def _describe(exc: httpx.TransportError, timeout_s: float) -> str:

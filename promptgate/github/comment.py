@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from promptgate.github.api import GitHubClient, GitHubError
 from promptgate.report.markdown import MARKER
 
-MAX_COMMENT_CHARS = 65_536  # GitHub refuses longer comment bodies with 422
+# GitHub refuses longer comment bodies with 422 "body is too long (maximum is 65536 characters)".
+# It counts characters (code points), not UTF-16 units: 65,536 four-byte emoji are accepted.
+MAX_COMMENT_CHARS = 65_536
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _WHAT_TO_DO = (
     "Give the job `permissions: pull-requests: write`. On a pull request from a fork the token "
@@ -80,9 +82,31 @@ def upsert_comment(
             if error.status != 404:
                 raise
             # Deleted since we listed it; if the token may not write, the POST says so too.
+    return _create(client, repository, pr_number, body)
+
+
+def _create(client: GitHubClient, repository: str, pr_number: int, body: str) -> CommentResult:
+    """POST the comment. A POST is never sent again blind: after one that may have been stored
+    (a 5xx answer, or an answer lost after sending), the comments are listed again, and a comment
+    of ours found there is the one to keep (brought up to date if another run raced us)."""
     path = f"/repos/{repository}/issues/{pr_number}/comments"
-    created = _write(client, "POST", path, body, repository, pr_number)
-    return CommentResult(action="created", id=created.id, url=created.html_url)
+    attempts = client.max_retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            created = _write(client, "POST", path, body, repository, pr_number)
+            return CommentResult(action="created", id=created.id, url=created.html_url)
+        except GitHubError as error:
+            if not error.maybe_applied or attempt == attempts:
+                raise
+            client.back_off(attempt, f"{error}; looking for the comment before posting again")
+        stored = find_comment(client, repository, pr_number)
+        if stored is not None:
+            if stored.body == body:
+                return CommentResult(action="created", id=stored.id, url=stored.html_url)
+            comment_path = f"/repos/{repository}/issues/comments/{stored.id}"
+            updated = _write(client, "PATCH", comment_path, body, repository, pr_number)
+            return CommentResult(action="updated", id=updated.id, url=updated.html_url)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def find_comment(client: GitHubClient, repository: str, pr_number: int) -> IssueComment | None:
