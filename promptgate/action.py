@@ -8,48 +8,85 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from rich.console import Console
 
 from promptgate.errors import BadInput, ExitCode, GateError
 from promptgate.gate import GateResult, error_report, evaluate, publish, write_reports
-from promptgate.github.event import ActionInputs, EventContext, read_event, read_inputs
+from promptgate.github.event import (
+    ActionInputs,
+    EventContext,
+    new_ref_base,
+    read_event,
+    read_inputs,
+)
 from promptgate.github.workflow import WorkflowCommands, append_summary, write_outputs
 from promptgate.interrupt import terminate_as_interrupt
 from promptgate.report.markdown import render_markdown
 from promptgate.report.model import Override, Report
 from promptgate.report.terminal import print_summary
 from promptgate.request import GateRequest
+from promptgate.trust import reclaim_state_dir, untrusted_reason
 
 COMMENT_LIMIT = 65_000  # GitHub's limit is 65,536 characters; keep a margin
-SUMMARY_LIMIT = 1_000_000  # the job summary takes up to 1 MiB per step
+# The runner drops a step's whole summary file when it is over 1 MiB (1,048,576 bytes, counted
+# as bytes: CJK text is 3 a character); what the step appended before counts. Keep a margin.
+SUMMARY_LIMIT = 1_040_000
 REPORT_DIR = ".promptgate"
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN")
+#: Directories promptgate reads back from, named by the workflow (trusted), checked all the same
+STATE_ENV_VARS = ("PROMPTGATE_CACHE_DIR", "PROMPTGATE_MODEL_CACHE")
 
 
 def main(env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
     """Run the action; a bug is exit 3 with its traceback, never a pass or a "gate failed"."""
-    try:
-        with terminate_as_interrupt():
-            return _run(env, out)
-    except KeyboardInterrupt:  # the job was cancelled: answers received so far are cached
-        WorkflowCommands(out).error(
-            "promptgate was interrupted; nothing judged", title="promptgate"
-        )
-        return int(ExitCode.COULD_NOT_EVALUATE)
-    except Exception:
-        traceback.print_exc()
-        WorkflowCommands(out).error(
-            "internal error in promptgate (a bug; please report it)", title="promptgate"
-        )
-        return int(ExitCode.COULD_NOT_EVALUATE)
-
-
-def _run(env: Mapping[str, str], out: TextIO) -> int:
     commands = WorkflowCommands(out)
+    with _one_inert_log(commands, own_process=out is sys.stdout):
+        try:
+            with terminate_as_interrupt():
+                return _run(env, commands)
+        except KeyboardInterrupt:  # the job was cancelled: answers received so far are cached
+            commands.error("promptgate was interrupted; nothing judged", title="promptgate")
+            return int(ExitCode.COULD_NOT_EVALUATE)
+        except Exception:
+            commands.out.write(traceback.format_exc())
+            commands.error(
+                "internal error in promptgate (a bug; please report it)", title="promptgate"
+            )
+            return int(ExitCode.COULD_NOT_EVALUATE)
+        finally:
+            commands.resume_commands()
+
+
+@contextmanager
+def _one_inert_log(commands: WorkflowCommands, *, own_process: bool) -> Iterator[None]:
+    """In the container, everything the process prints goes through `commands.out`, so each
+    line is inert for the runner (github/workflow.py `InertLines`), and stderr joins stdout at
+    the file descriptor, so the runner reads one stream in the order it was written (text a
+    child process prints included)."""
+    if not own_process:
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    for stream in saved:
+        stream.flush()
+    saved_stderr_fd = os.dup(2)
+    os.dup2(saved[0].fileno(), 2)
+    sys.stdout = sys.stderr = commands.out
+    try:
+        yield
+    finally:
+        commands.out.flush()
+        sys.stdout, sys.stderr = saved
+        os.dup2(saved_stderr_fd, 2)
+        os.close(saved_stderr_fd)
+
+
+def _run(env: Mapping[str, str], commands: WorkflowCommands) -> int:
     try:
         inputs = read_inputs(env)
     except GateError as exc:
@@ -57,13 +94,22 @@ def _run(env: Mapping[str, str], out: TextIO) -> int:
         return int(exc.exit_code)
     for secret in [inputs.github_token, *(env.get(name, "") for name in SECRET_ENV_VARS)]:
         commands.mask(secret)
+    commands.stop_commands()  # from here on no text from the PR can be a workflow command
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
     trust_workspace(workspace)
+    try:
+        _claim_state(workspace, env, commands)
+    except GateError as exc:
+        commands.error(str(exc), title="promptgate")
+        return int(exc.exit_code)
 
     report_json = workspace / REPORT_DIR / "report.json"
     report_md = workspace / REPORT_DIR / "report.md"
     try:
-        event = read_event(env, inputs)
+        event = new_ref_base(read_event(env, inputs), workspace)
+        if event.nothing_to_judge:  # a deleted ref, a history with no earlier commit
+            commands.notice(event.nothing_to_judge, title="promptgate")
+            return int(ExitCode.PASSED)
         request = _gate_request(workspace, inputs, event, report_json, report_md)
     except GateError as exc:
         commands.error(str(exc), title="promptgate")
@@ -80,12 +126,19 @@ def _run(env: Mapping[str, str], out: TextIO) -> int:
 
     with commands.group("promptgate: evaluating prompt changes"):
         report, code = _evaluate(request, commands, event, env, inputs)
-    print_summary(report, Console(file=out, width=120, color_system=None))
+    print_summary(report, Console(file=cast(TextIO, commands.out), width=120, color_system=None))
 
     _annotate(report, commands)
     summary_path = env.get("GITHUB_STEP_SUMMARY")
-    if summary_path:
-        append_summary(Path(summary_path), render_markdown(report, max_chars=SUMMARY_LIMIT))
+    if summary_path and not append_summary(
+        Path(summary_path),
+        lambda room: render_markdown(report, max_bytes=room),
+        max_bytes=SUMMARY_LIMIT,
+    ):
+        commands.warning(
+            "the job summary had no room left for the report (the runner takes 1 MiB a step); "
+            f"it is in {REPORT_DIR}/report.md"
+        )
     comment_url = _comment(report, inputs, event, env, commands)
     output_path = env.get("GITHUB_OUTPUT")
     if output_path:
@@ -181,6 +234,8 @@ def _review_override(
     label = result.config.gate.override_label
     if result.report.verdict != "fail" or not label or event.pr_number is None:
         return
+    if not event.is_pull_request:  # a merge queue asks GitHub nothing
+        return
     if label not in event.labels:
         return
     if not inputs.github_token:
@@ -224,7 +279,7 @@ def _register_merged_prompts(
         outcome = register_merged_prompts(
             result,
             repo=request.repo,
-            tracking_uri=request.mlflow_tracking_uri,
+            tracking_uri=result.tracking_uri,
             repository=event.repository,
         )
     except GateError as exc:
@@ -238,6 +293,28 @@ def _register_merged_prompts(
     if summary_path and outcome.prompts:
         append_summary(Path(summary_path), outcome.summary_markdown())
     return int(result.exit_code)
+
+
+def _claim_state(workspace: Path, env: Mapping[str, str], commands: WorkflowCommands) -> None:
+    """Make what promptgate reads back and writes in the workspace its own: `.promptgate/` holds
+    nothing from the PR (promptgate/trust.py), and a cache directory the workflow names in the
+    workspace is not one the PR's checkout holds."""
+    removed = reclaim_state_dir(workspace)
+    if removed:
+        commands.warning(removed, title="promptgate: untrusted state")
+    for variable in STATE_ENV_VARS:
+        value = env.get(variable, "").strip()
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        problem = untrusted_reason(path if path.is_absolute() else workspace / path, root=workspace)
+        if problem:
+            raise BadInput(
+                f"{variable} points at {value}, which the PR's checkout holds ({problem}); a "
+                f"PR could put forged files there. Point it under {REPORT_DIR}/ or outside "
+                "the workspace",
+                file=variable,
+            )
 
 
 def trust_workspace(workspace: Path) -> None:
@@ -274,6 +351,7 @@ def _gate_request(
         mlflow_tracking_uri=inputs.mlflow_tracking_uri or None,
         pr_number=event.pr_number,
         tags={k: v for k, v in tags.items() if v},
+        state_dir=workspace / REPORT_DIR,
     )
 
 
@@ -302,7 +380,7 @@ def _comment(
     commands: WorkflowCommands,
 ) -> str | None:
     """Create or update the PR's one promptgate comment; failure to post is a warning only."""
-    if not (inputs.comment and event.pr_number):
+    if not (inputs.comment and event.is_pull_request and event.pr_number):
         return None
     if not inputs.github_token:
         commands.warning(

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from promptgate.errors import CouldNotEvaluate
+from promptgate.trust import SQLITE_COMPANIONS, STATE_DIR, ensure_state_dir, untrusted_reason
 
 CACHE_DIR_ENV = "PROMPTGATE_CACHE_DIR"
 CACHE_FILE_NAME = "cache.sqlite3"
@@ -33,21 +34,34 @@ CREATE TABLE IF NOT EXISTS completions (
 
 
 def default_cache_path(repo_root: Path) -> Path:
-    """`$PROMPTGATE_CACHE_DIR/cache.sqlite3` when set, else `<repo_root>/.promptgate/...`.
-
-    Creates the directory. A directory made inside the repository gets a `.gitignore` of `*`
-    (as `.pytest_cache` does), so the cache never shows up as a change to commit.
-    """
+    """`$PROMPTGATE_CACHE_DIR/cache.sqlite3` when set, else `<repo_root>/.promptgate/...`."""
     configured = os.environ.get(CACHE_DIR_ENV, "").strip()
-    directory = Path(configured).expanduser() if configured else repo_root / ".promptgate"
-    try:  # a directory we cannot create is reported by ResponseCache, with its path
-        directory.mkdir(parents=True, exist_ok=True)
-        ignore = directory / ".gitignore"
-        if not configured and not ignore.exists():
-            ignore.write_text("# created by promptgate: a local cache, not to commit\n*\n")
-    except OSError:
-        pass
+    directory = Path(configured).expanduser() if configured else repo_root / STATE_DIR
     return directory / CACHE_FILE_NAME
+
+
+def untrusted_cache(path: Path, repo_root: Path) -> str | None:
+    """Why the cache at `path` may not be used: a cache the PR committed (or reached through a
+    link it committed) would answer for it and decide the verdict (promptgate/trust.py)."""
+    problem = untrusted_reason(path, companions=SQLITE_COMPANIONS, root=repo_root)
+    if problem is None:
+        return None
+    return (
+        f"the answer cache {path} was not used: {problem}. A cache that comes with the checkout "
+        "could answer for the PR, so every call was made instead; keep the cache untracked (the "
+        "starter workflow restores it with actions/cache)"
+    )
+
+
+def open_cache(path: Path, repo_root: Path) -> tuple[ResponseCache | None, str | None]:
+    """The cache at `path`, or None and why not (`untrusted_cache`). Inside the repository's
+    state directory it is made with that directory's `.gitignore`, so it is never committed."""
+    problem = untrusted_cache(path, repo_root)
+    if problem is not None:
+        return None, problem
+    if Path(os.path.abspath(path)).parent == Path(os.path.abspath(repo_root)) / STATE_DIR:
+        ensure_state_dir(repo_root)
+    return ResponseCache(path), None
 
 
 class ResponseCache:

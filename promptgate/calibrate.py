@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from promptgate.config import Config
 from promptgate.errors import BadInput, CouldNotEvaluate
@@ -63,6 +63,7 @@ class Calibration(_Model):
     prompts: list[PromptNoise]
     suggested_max_drop: dict[str, float]
     calls: CallStats
+    warnings: list[str] = Field(default_factory=list)
 
 
 def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) -> Calibration:
@@ -80,7 +81,7 @@ def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) ->
         )
     plans = [_split(plan, config) for plan in planned.plans]
     repo_root = planned.repo_root
-    calls, failures, scorer = generate(plans, config, request, repo_root, progress)
+    calls, failures, scorer, warnings = generate(plans, config, request, repo_root, progress)
     if failures or calls.failed or scorer is None:
         raise CouldNotEvaluate(
             f"{calls.failed} generation(s) failed after retries; no noise figure is given from "
@@ -102,6 +103,7 @@ def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) ->
             for name in config.metrics
         },
         calls=calls,
+        warnings=warnings,
     )
 
 

@@ -19,6 +19,8 @@ from promptgate.errors import BadInput, CouldNotEvaluate
 from promptgate.report.model import ChangeKind
 
 FETCH_TIMEOUT_S = 120
+#: Largest prompt or eval-set file read (a PR could commit any size).
+MAX_FILE_BYTES = 64 * 2**20
 
 
 class PromptChange(BaseModel):
@@ -41,22 +43,60 @@ class GitRange:
     merge_base_sha: str
 
     def read(self, sha: str, path: str) -> str | None:
-        """The file's text at a commit, or None when it does not exist there."""
+        """The file's text at a commit, or None when it does not exist there.
+
+        Only a regular committed file is read. A submodule (gitlink), a symbolic link or a
+        directory at `path` is bad input: a link's target is never followed, so nothing outside
+        the commit (or the repository) can be reached through one."""
         try:
-            blob = self.repo.commit(sha).tree / path
+            entry = self.repo.commit(sha).tree / path
         except KeyError:
             return None
-        data: bytes = blob.data_stream.read()
+        _check_regular_file(entry, path)
+        data: bytes = entry.data_stream.read()
         try:
             return data.decode("utf-8-sig")  # a byte-order mark is not content
         except UnicodeDecodeError as exc:
-            raise BadInput("not UTF-8 text; save the file as UTF-8", file=path) from exc
+            line = exc.object[: exc.start].count(b"\n") + 1
+            raise BadInput(
+                f"not UTF-8 text (byte 0x{exc.object[exc.start]:02X} on this line); "
+                "save the file as UTF-8",
+                file=path,
+                line=line,
+            ) from exc
 
     def blob_id(self, sha: str, path: str) -> str | None:
+        """The object id at `path` (a submodule's commit id for a gitlink), None when absent."""
         try:
             return str((self.repo.commit(sha).tree / path).hexsha)
         except KeyError:
             return None
+
+
+def _check_regular_file(entry: git.objects.Object, path: str) -> None:
+    if isinstance(entry, git.Submodule):
+        raise BadInput(
+            "is a git submodule (a gitlink), not a file; promptgate reads files committed in "
+            "this repository: commit the prompt or eval set itself, or point the config at one",
+            file=path,
+        )
+    if isinstance(entry, git.Tree):
+        raise BadInput(
+            "is a directory, not a file; point the config at a file (or a glob of files)",
+            file=path,
+        )
+    if isinstance(entry, git.Blob) and entry.mode == git.Blob.link_mode:
+        raise BadInput(
+            "is a symbolic link; promptgate reads committed files and follows no links: commit "
+            "the file itself, or point the config at the link's target",
+            file=path,
+        )
+    if entry.size > MAX_FILE_BYTES:
+        raise BadInput(
+            f"is {entry.size / 2**20:.0f} MiB; prompt and eval-set files may be up to "
+            f"{MAX_FILE_BYTES // 2**20} MiB: split it or trim it",
+            file=path,
+        )
 
 
 def open_repo(directory: Path) -> git.Repo:
@@ -197,6 +237,7 @@ def changed_prompts(rng: GitRange, specs: list[PromptSpec]) -> list[PromptChange
         raise CouldNotEvaluate(f"git diff failed: {exc.stderr.strip() or exc}") from exc
     fields = [f for f in raw.split("\0") if f]
     changes: list[PromptChange] = []
+    touched: set[str] = set()
     i = 0
     while i < len(fields):
         status = fields[i]
@@ -206,8 +247,37 @@ def changed_prompts(rng: GitRange, specs: list[PromptSpec]) -> list[PromptChange
         else:
             old = new = fields[i + 1]
             i += 2
+        touched |= {old, new}
         changes.extend(_classify(status[0], old, new, specs))
+    if touched:
+        changes += _eval_set_users(rng, specs, touched, {c.path for c in changes})
     return sorted(changes, key=lambda c: c.path)
+
+
+def _eval_set_users(
+    rng: GitRange, specs: list[PromptSpec], touched: set[str], reported: set[str]
+) -> list[PromptChange]:
+    """The prompts the diff leaves alone whose eval set file it changes, as `unchanged`: still
+    judged (both versions on the head's eval set), so the eval-set change is reported."""
+    from promptgate.plan import dataset_path_for  # plan.py imports this module
+
+    users = []
+    for path in _paths_at(rng, rng.head_sha):
+        spec = spec_for(path, specs)
+        if spec is None or spec.dataset is None or path in reported:
+            continue
+        try:
+            dataset = dataset_path_for(path, spec.dataset)
+        except BadInput:
+            continue  # the pattern is reported when a prompt that uses it is planned
+        if dataset in touched:
+            users.append(PromptChange(path=path, old_path=None, change="unchanged", spec=spec))
+    return users
+
+
+def _paths_at(rng: GitRange, sha: str) -> list[str]:
+    """Every file path in the commit's tree, sorted."""
+    return sorted(p for p in rng.repo.git.ls_tree("-r", "--name-only", "-z", sha).split("\0") if p)
 
 
 def _classify(status: str, old: str, new: str, specs: list[PromptSpec]) -> list[PromptChange]:
@@ -230,9 +300,8 @@ def _classify(status: str, old: str, new: str, specs: list[PromptSpec]) -> list[
 
 def all_prompts(rng: GitRange, specs: list[PromptSpec]) -> list[PromptChange]:
     """Every configured prompt at head (`--all`), each compared with its merge-base text."""
-    paths = rng.repo.git.ls_tree("-r", "--name-only", "-z", rng.head_sha).split("\0")
     selected = []
-    for path in sorted(p for p in paths if p):
+    for path in _paths_at(rng, rng.head_sha):
         spec = spec_for(path, specs)
         if spec is None:
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptgate.errors import ExitCode, GateError
+from promptgate.report.escape import terminal
 from promptgate.request import GateRequest
 
 app = typer.Typer(
@@ -160,7 +162,7 @@ def execute(request: GateRequest, console: Console = out) -> int:
 
 def _report_error(exc: GateError) -> int:
     """Say what went wrong, on stderr; the exit code it maps to."""
-    err.print(f"[bold red]promptgate: error:[/] {escape(str(exc))}")
+    err.print(f"[bold red]promptgate: error:[/] {escape(terminal(str(exc)))}")
     return int(exc.exit_code)
 
 
@@ -316,6 +318,10 @@ def main() -> None:
     from promptgate.interrupt import terminate_as_interrupt
     from promptgate.shutdown import before_exit
 
+    if os.environ.get("GITHUB_ACTIONS") == "true":  # a workflow step: the runner reads the output
+        from promptgate.github.workflow import InertLines
+
+        sys.stdout, sys.stderr = InertLines(sys.stdout), InertLines(sys.stderr)
     try:
         with terminate_as_interrupt():
             app()
@@ -325,8 +331,10 @@ def main() -> None:
         err.print(INTERRUPTED)
         sys.exit(int(ExitCode.COULD_NOT_EVALUATE))
     except Exception:
-        traceback.print_exc()
+        sys.stderr.write("\n".join(map(terminal, traceback.format_exc().splitlines())) + "\n")
         err.print("[bold red]promptgate: internal error[/] (a bug; please report it). Exit 3.")
         sys.exit(int(ExitCode.COULD_NOT_EVALUATE))
     finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
         before_exit()

@@ -107,6 +107,12 @@ class GateSettings(Strict):
         "then left out of both sides and listed) before the prompt is an error. 0: any given-up "
         "generation makes the verdict `error`.",
     )
+    on_dataset_change: Literal["warn", "fail"] = Field(
+        default="warn",
+        description="A prompt whose eval set the PR changes (file or .prompt.yml testData): "
+        "`warn` reports it with its counts; `fail` also makes its verdict `fail`, so the change "
+        "needs the override label.",
+    )
 
 
 class MlflowConfig(Strict):

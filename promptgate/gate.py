@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptgate.cache import ResponseCache, default_cache_path
+from promptgate.cache import default_cache_path, open_cache
 from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
 from promptgate.config import GATE_RULE, Config
 from promptgate.dataset import Example
@@ -19,6 +19,7 @@ from promptgate.gate_config import GateConfig, load_gate_config
 from promptgate.plan import PromptPlan, plan_prompt
 from promptgate.providers import import_client_in_background, make_provider
 from promptgate.providers.base import ChatRequest, Provider
+from promptgate.report.format import dataset_change_counts
 from promptgate.report.model import (
     CallStats,
     ExampleChange,
@@ -33,7 +34,7 @@ from promptgate.report.model import (
 from promptgate.request import GateRequest
 from promptgate.runner import AnswerCallback, run_requests_sync
 from promptgate.scoring import Scorer, Slot
-from promptgate.tracking import log_gate_run, prepare_in_background
+from promptgate.tracking import log_gate_run, prepare_in_background, resolve_tracking_uri
 
 ProgressStart = Callable[[int], Callable[[int], None]]
 """Called with the number of requests; returns the per-completion callback (done count)."""
@@ -44,6 +45,7 @@ class GateResult:
     report: Report
     evaluations: list[PromptEvaluation]
     config: Config  # the governing config (its mlflow section is where the run is logged)
+    tracking_uri: str  # where the run is logged: request, environment, config, default
 
     @property
     def exit_code(self) -> ExitCode:
@@ -72,7 +74,7 @@ def publish(result: GateResult, request: GateRequest) -> None:
         result.report,
         result.evaluations,
         result.config.mlflow,
-        tracking_uri=request.mlflow_tracking_uri,
+        tracking_uri=result.tracking_uri,
         tags=request.tags,
     )
     result.report = result.report.model_copy(update={"mlflow": info})
@@ -113,10 +115,14 @@ def evaluate(
     rng, gate_config, plans = planned.rng, planned.gate_config, planned.plans
     config = gate_config.config
 
-    def prepare_tracking() -> None:
-        prepare_in_background(config.mlflow, request.mlflow_tracking_uri)
+    tracking_uri = resolve_tracking_uri(
+        config.mlflow, request.mlflow_tracking_uri, local_dir=request.state_dir
+    )
 
-    calls, failures, scorer = generate(
+    def prepare_tracking() -> None:
+        prepare_in_background(config.mlflow, tracking_uri)
+
+    calls, failures, scorer, warnings = generate(
         plans,
         config,
         request,
@@ -135,9 +141,10 @@ def evaluate(
         calls=calls,
         gate=_gate_info(gate_config, scorer.signatures() if scorer else {}),
         errors=failures,
+        warnings=warnings,
         pr_number=request.pr_number,
     )
-    return GateResult(report, evaluations, config)
+    return GateResult(report, evaluations, config, tracking_uri)
 
 
 def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:
@@ -153,13 +160,14 @@ def generate(
     repo_root: Path,
     progress: ProgressStart | None = None,
     while_calling: Callable[[], None] | None = None,
-) -> tuple[CallStats, list[str], Scorer | None]:
+) -> tuple[CallStats, list[str], Scorer | None, list[str]]:
     """Make every plan's calls, fill its outputs, and have each answer scored as it arrives.
 
     The provider loads first, so the first request waits on nothing; the scoring worker then
     starts, importing the metric libraries while calls are in flight (scoring.py), and
-    `while_calling` runs as the calls start. The scorer returned has every answer's rows (None
-    when there was nothing to call).
+    `while_calling` runs as the calls start. Returns the call counts, the calls given up, the
+    scorer with every answer's rows (None when there was nothing to call), and warnings (a cache
+    that was not trusted).
     """
     flat: list[ChatRequest] = []
     slots: list[Slot] = []
@@ -170,7 +178,7 @@ def generate(
                     flat.append(chat)
                     slots.append(Slot(index, side, example, sample))
     if not flat:
-        return CallStats(), [], None
+        return CallStats(), [], None, []
     provider = make_provider(config.provider)
     scorer = Scorer(config.metrics)
 
@@ -180,12 +188,12 @@ def generate(
 
     if while_calling is not None:
         while_calling()
-    outputs, calls, failures = _generate(
+    outputs, calls, failures, warnings = _generate(
         flat, provider, config, request, repo_root, progress, score
     )
     _distribute(plans, outputs)
     scorer.finish()
-    return calls, failures, scorer
+    return calls, failures, scorer, warnings
 
 
 def _generate(
@@ -196,10 +204,11 @@ def _generate(
     repo_root: Path,
     progress: ProgressStart | None,
     on_answer: AnswerCallback,
-) -> tuple[list[str | None], CallStats, list[str]]:
-    cache = None
+) -> tuple[list[str | None], CallStats, list[str], list[str]]:
+    cache, warnings = None, []
     if request.use_cache:
-        cache = ResponseCache(request.cache_path or default_cache_path(repo_root))
+        cache, problem = open_cache(request.cache_path or default_cache_path(repo_root), repo_root)
+        warnings += [problem] if problem else []
     try:
         outcome = run_requests_sync(
             requests,
@@ -214,7 +223,7 @@ def _generate(
     finally:
         if cache is not None:
             cache.close()
-    return outcome.outputs, outcome.stats, outcome.failures
+    return outcome.outputs, outcome.stats, outcome.failures, warnings
 
 
 def _distribute(plans: list[PromptPlan], outputs: list[str | None]) -> None:
@@ -239,6 +248,7 @@ def _judge(
         change=change.change,
         dataset=plan.dataset_path,
         dataset_changed=plan.dataset_changed,
+        dataset_diff=plan.dataset_diff,
         verdict="removed" if change.change == "deleted" else "pass",
         examples=len(plan.examples),
         baseline_hash=plan.baseline.hash if plan.baseline else None,
@@ -293,6 +303,14 @@ def _judge(
         report.verdict = "fail" if failed_metric else "new"
     else:
         report.verdict = "fail" if failed_metric else "pass"
+    if plan.dataset_diff is not None and config.gate.on_dataset_change == "fail":
+        report.verdict = "fail"
+        label = config.gate.override_label
+        accept = f"; once it is reviewed, accept it with the label '{label}'" if label else ""
+        report.reason = (
+            f"the eval set changed in this PR ({dataset_change_counts(plan.dataset_diff)}) and "
+            f"the base config sets gate.on_dataset_change: fail{accept}"
+        )
     return evaluation
 
 
@@ -374,6 +392,7 @@ def _gate_info(gate_config: GateConfig, signatures: dict[str, str]) -> GateInfo:
         provider=config.provider.kind,
         model=config.provider.model,
         signatures=signatures,
+        on_dataset_change=config.gate.on_dataset_change,
     )
 
 

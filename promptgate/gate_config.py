@@ -113,4 +113,6 @@ def _loosens(setting: str, base: Any, head: Any) -> bool:
         return bool(head < base)
     if setting == "gate.confidence" and numeric:
         return bool(head > base)  # a wider interval reaches below zero less often
+    if setting == "gate.on_dataset_change":
+        return bool(base == "fail" and head != "fail")
     return False

@@ -5,8 +5,11 @@ Everything is parsed and rendered here, before any call, so bad input fails fast
 
 from __future__ import annotations
 
+import posixpath
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from string import Formatter
 
 from promptgate.changes import GitRange, PromptChange
 from promptgate.config import Config
@@ -14,7 +17,7 @@ from promptgate.dataset import Example, examples_from_test_data, parse_dataset
 from promptgate.errors import BadInput
 from promptgate.prompts import PromptTemplate, parse_prompt
 from promptgate.providers.base import ChatRequest
-from promptgate.report.model import Side
+from promptgate.report.model import DatasetDiff, Side
 
 
 @dataclass
@@ -25,6 +28,8 @@ class PromptPlan:
     examples: list[Example]
     dataset_path: str | None
     dataset_changed: bool
+    #: how the eval set differs from the baseline's; None when it does not
+    dataset_diff: DatasetDiff | None = None
     #: requests[side][example index][sample index]
     requests: dict[Side, list[list[ChatRequest]]] = field(default_factory=dict)
     #: outputs[side][example index][sample index]; None where generation was given up
@@ -39,15 +44,33 @@ class PromptPlan:
 
 
 def dataset_path_for(prompt_path: str, pattern: str, config_path: str = "promptgate.yaml") -> str:
+    """The eval set's path in the repository: the pattern's placeholders filled in, then
+    normalised (`./evals/x.jsonl`, `{dir}/x.jsonl` for a prompt at the root, `a//b`)."""
     p = PurePosixPath(prompt_path)
-    stem = p.name.split(".")[0]
+    values = {"stem": p.name.split(".")[0], "name": p.name, "dir": str(p.parent)}
     try:
-        return pattern.format(stem=stem, name=p.name, dir=str(p.parent))
+        # Only bare placeholders: `{dir.__class__}` or `{stem:>999999999}` are not paths.
+        fields = [
+            field
+            for _, field, spec, conversion in Formatter().parse(pattern)
+            if field is not None and (field not in values or spec or conversion)
+        ]
+        if fields:
+            raise KeyError(fields[0])
+        path = posixpath.normpath(pattern.format(**values))
     except (KeyError, IndexError, ValueError) as exc:
         raise BadInput(
-            f"dataset pattern '{pattern}' has an unknown placeholder; use {{stem}}, {{name}} or {{dir}}",
+            f"dataset pattern '{pattern}' has a placeholder other than {{stem}}, {{name}} or "
+            "{dir}; use only those, written plainly",
             file=config_path,
         ) from exc
+    if path == "." or path == ".." or path.startswith(("/", "../")):
+        raise BadInput(
+            f"dataset pattern '{pattern}' gives '{path}' for {prompt_path}, which is not a file "
+            "in this repository; write the eval set's path from the repository root",
+            file=config_path,
+        )
+    return path
 
 
 def plan_prompt(
@@ -63,9 +86,10 @@ def plan_prompt(
     plan = PromptPlan(change, baseline, candidate, [], None, False)
     if candidate is None:  # deleted: nothing to run, reported as removed
         return plan
-    plan.examples, plan.dataset_path, plan.dataset_changed = _examples(
-        rng, change, candidate, config_path
+    plan.examples, plan.dataset_path, plan.dataset_diff = _examples(
+        rng, change, baseline, candidate, config_path
     )
+    plan.dataset_changed = plan.dataset_diff is not None
     versions: tuple[tuple[Side, PromptTemplate | None], ...] = (
         ("baseline", baseline),
         ("candidate", candidate),
@@ -79,13 +103,18 @@ def plan_prompt(
 
 
 def _examples(
-    rng: GitRange, change: PromptChange, candidate: PromptTemplate, config_path: str
-) -> tuple[list[Example], str | None, bool]:
-    """The eval set, read from the head side so both versions run on the same examples."""
+    rng: GitRange,
+    change: PromptChange,
+    baseline: PromptTemplate | None,
+    candidate: PromptTemplate,
+    config_path: str,
+) -> tuple[list[Example], str | None, DatasetDiff | None]:
+    """The eval set, read from the head side so both versions run on the same examples, and
+    how it differs from the baseline's eval set (None: it does not)."""
     if change.spec.dataset is None:
         if candidate.test_data:
             examples = examples_from_test_data(change.path, candidate.test_data, candidate.text)
-            return examples, change.path, False
+            return examples, change.path, _test_data_diff(baseline, candidate, examples)
         raise BadInput(
             f"no eval set for {change.path}: set `dataset:` on its prompts entry in the config, "
             "or add testData to a .prompt.yml file",
@@ -98,8 +127,63 @@ def _examples(
             f"eval set for {change.path} not found at head {rng.head_sha[:12]}; commit it or fix `dataset:`",
             file=path,
         )
-    changed = rng.blob_id(rng.merge_base_sha, path) != rng.blob_id(rng.head_sha, path)
-    return parse_dataset(path, text), path, changed
+    examples = parse_dataset(path, text)
+    # A renamed prompt's baseline used the eval set of its old path (the same file unless the
+    # pattern names the prompt, as `{stem}` does).
+    base_path = (
+        dataset_path_for(change.old_path, change.spec.dataset, config_path)
+        if change.old_path
+        else path
+    )
+    return examples, path, _file_diff(rng, change, base_path, path, examples)
+
+
+def _test_data_diff(
+    baseline: PromptTemplate | None, candidate: PromptTemplate, examples: list[Example]
+) -> DatasetDiff | None:
+    if baseline is None or baseline.test_data == candidate.test_data:
+        return None  # an added prompt's testData arrives with it: there is nothing to compare
+    before = _base_examples(
+        lambda: examples_from_test_data(baseline.path, baseline.test_data or [], baseline.text)
+    )
+    return dataset_diff(before, examples)
+
+
+def _file_diff(
+    rng: GitRange, change: PromptChange, base_path: str, path: str, examples: list[Example]
+) -> DatasetDiff | None:
+    base_blob = rng.blob_id(rng.merge_base_sha, base_path)
+    if base_blob == rng.blob_id(rng.head_sha, path):
+        return None
+    if base_blob is None and change.change == "added":
+        return None  # a new eval set arriving with its new prompt
+    before = _base_examples(
+        lambda: parse_dataset(base_path, rng.read(rng.merge_base_sha, base_path) or "")
+    )
+    return dataset_diff(before, examples)
+
+
+def _base_examples(read: Callable[[], list[Example]]) -> list[Example]:
+    """The baseline's examples; an eval set the base lacks or cannot parse counts as empty (the
+    PR may be adding or fixing it), so every head example is `added`."""
+    try:
+        return read()
+    except BadInput:
+        return []
+
+
+def dataset_diff(base: Sequence[Example], head: Sequence[Example]) -> DatasetDiff:
+    """Examples matched by id: added and removed ids, and ids on both sides whose reference
+    (`expected`) or whose vars differ; an id whose both changed counts in both."""
+    before = {example.id: example for example in base}
+    after = {example.id: example for example in head}
+    both = before.keys() & after.keys()
+    return DatasetDiff(
+        added=len(after.keys() - before.keys()),
+        removed=len(before.keys() - after.keys()),
+        reference_changed=sum(before[i].expected != after[i].expected for i in both),
+        vars_changed=sum(before[i].vars != after[i].vars for i in both),
+    )
 
 
 def _requests_for(template: PromptTemplate, example: Example, config: Config) -> list[ChatRequest]:

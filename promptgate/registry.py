@@ -43,6 +43,7 @@ from promptgate.config import MlflowConfig
 from promptgate.errors import BadInput, CouldNotEvaluate
 from promptgate.prompts import is_prompt_yaml, parse_prompt
 from promptgate.tracking import (
+    check_store_file,
     describe_store_problem,
     ensure_sqlite_directory,
     mlflow_environment,
@@ -222,6 +223,7 @@ def _register_all(
 ) -> None:
     from mlflow import MlflowClient
 
+    check_store_file(uri)
     ensure_sqlite_directory(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     report = result.report
@@ -234,6 +236,8 @@ def _register_all(
                 _mark(client, prompt.path, DELETED_TAG, report.head.sha, repository)
             )
             continue
+        if prompt.change == "unchanged":
+            continue  # judged for its eval set (or `--all`); this merge did not change its text
         name = prompt_name(prompt.path)
         if prompt.verdict == "error" or evaluation.candidate_text is None:
             outcome.prompts.append(

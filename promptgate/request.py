@@ -23,6 +23,11 @@ class GateRequest(BaseModel):
     mlflow_tracking_uri: str | None = None
     pr_number: int | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    state_dir: Path | None = Field(
+        default=None,
+        description="CI: promptgate's own directory, out of a PR's reach; a relative sqlite "
+        "tracking store is kept there",
+    )
     cache_only: str | None = Field(
         default=None, description="send nothing; a request the cache lacks fails with this"
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from promptgate.cache import ResponseCache, default_cache_path
+from promptgate.cache import ResponseCache, default_cache_path, open_cache
 from promptgate.changes import open_repo, resolve_range
 from promptgate.errors import BadInput, CouldNotEvaluate
 from promptgate.gate import ProgressStart, plan_request, write_atomically
@@ -28,6 +28,7 @@ from promptgate.providers.base import ChatRequest
 from promptgate.report.model import CallStats, GitSide
 from promptgate.request import GateRequest
 from promptgate.runner import run_requests_sync
+from promptgate.trust import untrusted_reason
 
 MANIFEST = "manifest.json"
 CACHE = "cache.sqlite3"
@@ -77,6 +78,7 @@ def run_shard(
     mine = [pairs[i] for i in shard_slice(len(pairs), shard)]
     requests = _requests(mine)
 
+    _check_not_from_checkout(directory, planned.repo_root, "the shard directory")
     directory.mkdir(parents=True, exist_ok=True)
     calls = CallStats()
     if requests:
@@ -122,9 +124,12 @@ def _requests(pairs: Sequence[tuple[PromptPlan, int]]) -> list[ChatRequest]:
 def merged_request(directories: Sequence[Path], request: GateRequest) -> GateRequest:
     """Check the shards make one complete run of `request`'s range and copy their answers into
     its cache; the request returned runs the ordinary gate on them with sending switched off."""
+    repo = open_repo(request.repo)
+    repo_root = Path(repo.working_tree_dir or request.repo)
+    for directory in directories:
+        _check_not_from_checkout(directory, repo_root, "the shard directory")
     manifests = [_read_manifest(directory) for directory in directories]
     _check_complete(manifests, directories)
-    repo = open_repo(request.repo)
     rng = resolve_range(repo, request.base, request.head)
     first = manifests[0]
     if (rng.base_sha, rng.head_sha) != (first.base.sha, first.head.sha):
@@ -133,10 +138,11 @@ def merged_request(directories: Sequence[Path], request: GateRequest) -> GateReq
             f"resolves {rng.base_sha[:12]}..{rng.head_sha[:12]}; pass the same --base and --head",
             file="merge",
         )
-    cache_path = request.cache_path or default_cache_path(
-        Path(repo.working_tree_dir or request.repo)
-    )
-    with ResponseCache(cache_path) as cache:
+    cache_path = request.cache_path or default_cache_path(repo_root)
+    merged, problem = open_cache(cache_path, repo_root)
+    if merged is None:
+        raise BadInput(problem or "the cache cannot be used", file=str(cache_path))
+    with merged as cache:
         for directory in directories:
             cache.import_from(directory / CACHE)
     return request.model_copy(
@@ -146,6 +152,18 @@ def merged_request(directories: Sequence[Path], request: GateRequest) -> GateReq
             "cache_only": "no shard made this call: was a shard run with other settings?",
         }
     )
+
+
+def _check_not_from_checkout(directory: Path, repo_root: Path, what: str) -> None:
+    """A shard directory the checkout holds (committed, or reached through a committed link)
+    could carry forged answers for the PR; only what a workflow step made may be merged."""
+    problem = untrusted_reason(directory, root=repo_root)
+    if problem is not None:
+        raise BadInput(
+            f"{what} cannot be used: {problem}. A PR could put forged answers there; download "
+            "the shard jobs' artifacts to a path the repository does not hold",
+            file=str(directory),
+        )
 
 
 def _read_manifest(directory: Path) -> ShardManifest:

@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import urllib.parse
+import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from promptgate.config import MlflowConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.evaluation import PromptEvaluation
 from promptgate.report.model import MlflowInfo, Report
+from promptgate.trust import SQLITE_COMPANIONS, untrusted_reason
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -116,7 +118,7 @@ def prepare_in_background(settings: MlflowConfig, explicit: str | None = None) -
     its tables when it is new (its schema migrations took 1.5-3 s after the verdict).
     `log_gate_run` waits for this before it uses the store."""
     uri = resolve_tracking_uri(settings, explicit)
-    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+    if sqlite_path(uri) is not None:
         thread = threading.Thread(
             target=_open_store_quietly, args=(uri,), name="promptgate-prepare-mlflow", daemon=True
         )
@@ -132,6 +134,7 @@ def _open_store_quietly(uri: str) -> None:
     with contextlib.suppress(Exception), mlflow_environment():
         from mlflow import MlflowClient
 
+        check_store_file(uri)
         ensure_sqlite_directory(uri)
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
@@ -142,13 +145,44 @@ def _wait_for_preparation(uri: str) -> None:
         thread.join()
 
 
-def resolve_tracking_uri(settings: MlflowConfig, explicit: str | None = None) -> str:
-    return (
+def resolve_tracking_uri(
+    settings: MlflowConfig, explicit: str | None = None, *, local_dir: Path | None = None
+) -> str:
+    """`explicit` > $MLFLOW_TRACKING_URI > the config > `sqlite:///mlflow.db`. With `local_dir`
+    (the Action's state directory), a relative sqlite path is placed there rather than in the
+    working directory, where a PR could have committed a store of its own."""
+    uri = (
         explicit
         or os.environ.get(TRACKING_URI_ENV)
         or settings.tracking_uri
         or DEFAULT_TRACKING_URI
     )
+    path = sqlite_path(uri)
+    if local_dir is None or path is None or Path(path).is_absolute():
+        return uri
+    query = uri.partition("?")[2]
+    return f"sqlite:///{(local_dir / path).as_posix()}" + (f"?{query}" if query else "")
+
+
+def sqlite_path(uri: str) -> str | None:
+    """The database file of a `sqlite:///` URI (None for other stores and in-memory ones)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return path if path and path != ":memory:" else None
+
+
+def check_store_file(uri: str) -> None:
+    """Refuse a sqlite store that came with the checkout: a store a PR committed (or reached
+    through a link it committed) decides where the run's prompts, outputs and report go."""
+    path = sqlite_path(uri)
+    problem = path and untrusted_reason(Path(path), companions=SQLITE_COMPANIONS)
+    if problem:
+        raise _StoreProblem(
+            f"the store file is not promptgate's to use ({problem}): a store that comes with "
+            "the checkout could send the run's data wherever a PR chose. Keep it untracked, "
+            "or set mlflow.tracking_uri to a server or a path outside the repository"
+        )
 
 
 def redact_uri(uri: str) -> str:
@@ -201,10 +235,8 @@ def mlflow_environment() -> Iterator[None]:
 
 def ensure_sqlite_directory(uri: str) -> None:
     """MLflow creates the database file but not its directory."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    if path and path != ":memory:":
+    path = sqlite_path(uri)
+    if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -250,6 +282,7 @@ def _log(
     """Log everything, filling `info` as soon as each part is known (a failure keeps them)."""
     from mlflow import MlflowClient
 
+    check_store_file(uri)
     ensure_sqlite_directory(uri)
     client = MlflowClient(tracking_uri=uri)
     info.experiment_id = _experiment_id(client, settings.experiment, uri)
@@ -279,10 +312,33 @@ def _log(
 
 def _artifact_location(uri: str) -> str | None:
     """Beside a sqlite store's file, not MLflow's default `./mlruns` in whatever the cwd is."""
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_path(uri)
+    if path is None:
         return None
-    database = Path(uri.removeprefix("sqlite:///")).resolve()
-    return (database.parent / "mlartifacts").as_uri()
+    return (Path(path).resolve().parent / "mlartifacts").as_uri()
+
+
+def _check_artifact_location(uri: str, name: str, location: str) -> None:
+    """A local store's experiment keeps its artifacts beside the store, where promptgate put
+    them. Anywhere else (another directory, an http:// or s3:// location) was chosen by whoever
+    wrote the store, not by the trusted config, so nothing is sent there."""
+    path = sqlite_path(uri)
+    if path is None:
+        return  # a tracking server decides where its artifacts go
+    home = Path(path).resolve().parent
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme == "file":
+        target = Path(urllib.request.url2pathname(parts.path))
+    elif not parts.scheme:
+        target = Path(location)
+    else:
+        target = None
+    if target is None or not target.resolve().is_relative_to(home):
+        raise _StoreProblem(
+            f"experiment '{name}' keeps its artifacts at {redact_uri(location)}, outside the "
+            f"store's directory {home}; promptgate sends artifacts only where it made the "
+            "experiment. Set mlflow.experiment to a new name, or use a store promptgate created"
+        )
 
 
 def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
@@ -298,6 +354,7 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
             experiment = client.get_experiment_by_name(name)  # created concurrently
             if experiment is None:
                 raise
+    _check_artifact_location(uri, name, experiment.artifact_location)
     if experiment.lifecycle_stage == "deleted":
         raise _StoreProblem(
             f"experiment '{name}' is deleted; restore it (`mlflow experiments restore`) or set "
@@ -323,6 +380,7 @@ def _parent_tags(report: Report) -> dict[str, str]:
         "promptgate.head.ref": report.head.ref,
         "promptgate.head.sha": report.head.sha,
         "promptgate.config_changed": str(report.config_changed).lower(),
+        "promptgate.dataset_changed": str(any(p.dataset_changed for p in report.prompts)).lower(),
         "mlflow.source.git.commit": report.head.sha,
     }
     if report.pr_number is not None:
@@ -356,6 +414,7 @@ def _parent_params(report: Report) -> dict[str, object]:
             "gate.config_hash": gate.config_hash,
             "provider": gate.provider,
             "model": gate.model,
+            "gate.on_dataset_change": gate.on_dataset_change,
         }
         params |= {f"signature.{name}": sig for name, sig in gate.signatures.items()}
     for prompt in report.prompts:
@@ -387,16 +446,18 @@ def _log_child(
     path = (prompt.old_path or prompt.path) if version == "baseline" else prompt.path
     text = evaluation.baseline_text if version == "baseline" else evaluation.candidate_text
     generation = evaluation.generation.get(version)
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "promptgate.prompt": prompt.path,
+        "promptgate.version": version,
+        "promptgate.change": prompt.change,
+        "promptgate.prompt_verdict": prompt.verdict,
+        "promptgate.dataset_changed": str(prompt.dataset_changed).lower(),
+    }
+    if prompt.reason:
+        tags["promptgate.prompt_verdict_reason"] = prompt.reason[:4000]
     run = client.create_run(
-        experiment_id,
-        run_name=f"{path} · {version}"[-_MAX_RUN_NAME:],
-        tags={
-            "mlflow.parentRunId": parent_id,
-            "promptgate.prompt": prompt.path,
-            "promptgate.version": version,
-            "promptgate.change": prompt.change,
-            "promptgate.prompt_verdict": prompt.verdict,
-        },
+        experiment_id, run_name=f"{path} · {version}"[-_MAX_RUN_NAME:], tags=tags
     )
     run_id: str = run.info.run_id
     params: dict[str, object] = {
@@ -411,6 +472,8 @@ def _log_child(
     }
     if generation is not None:
         params |= {"temperature": generation.temperature, "max_tokens": generation.max_tokens}
+    if prompt.dataset_diff is not None:
+        params |= {f"dataset.{k}": v for k, v in prompt.dataset_diff.model_dump().items()}
     metrics: dict[str, float | None] = {}
     for name, result in prompt.metrics.items():
         metrics[name] = result.baseline if version == "baseline" else result.candidate

@@ -117,20 +117,25 @@ def _outputs(text: str) -> dict[str, str]:
     return values
 
 
+def new_workspace(tmp_path: Path, llm: LLMStub, github: GitHubStub) -> Workspace:
+    """A repository with one prompt and its eval set on main, checked out on a `pr` branch."""
+    builder = RepoBuilder(tmp_path / "workspace")
+    builder.commit(
+        {
+            "promptgate.yaml": config_yaml(llm, tmp_path / "mlflow.db"),
+            "prompts/a.txt": GOOD,
+            "evals/a.jsonl": jsonl(),
+        },
+        "prompts",
+    )
+    builder.branch("pr")
+    return Workspace(builder, tmp_path, llm, github)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     with LLMStub(api_key=API_KEY) as llm, GitHubStub() as github:
-        builder = RepoBuilder(tmp_path / "workspace")
-        builder.commit(
-            {
-                "promptgate.yaml": config_yaml(llm, tmp_path / "mlflow.db"),
-                "prompts/a.txt": GOOD,
-                "evals/a.jsonl": jsonl(),
-            },
-            "prompts",
-        )
-        builder.branch("pr")
-        yield Workspace(builder, tmp_path, llm, github)
+        yield new_workspace(tmp_path, llm, github)
         assert github.violations == []
 
 

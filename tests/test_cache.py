@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from promptgate.cache import ResponseCache, default_cache_path
+from promptgate.cache import ResponseCache, default_cache_path, open_cache
 from promptgate.errors import CouldNotEvaluate
 
 
@@ -201,13 +201,18 @@ def test_the_cache_lives_in_the_repository_unless_a_directory_is_configured(
     monkeypatch.delenv("PROMPTGATE_CACHE_DIR", raising=False)
     path = default_cache_path(repo)
     assert path == repo / ".promptgate" / "cache.sqlite3"
-    assert path.parent.is_dir()
+    cache, problem = open_cache(path, repo)
+    assert cache is not None and problem is None
+    cache.close()
     assert (path.parent / ".gitignore").read_text().splitlines()[-1] == "*"
 
     monkeypatch.setenv("PROMPTGATE_CACHE_DIR", str(tmp_path / "shared" / "cache"))
     path = default_cache_path(repo)
     assert path == tmp_path / "shared" / "cache" / "cache.sqlite3"
-    assert path.parent.is_dir()
+    cache, problem = open_cache(path, repo)
+    assert cache is not None and problem is None
+    cache.close()
+    assert path.parent.is_dir() and not (path.parent / ".gitignore").exists()
 
 
 def test_opening_a_cache_creates_its_directory(tmp_path: Path) -> None:

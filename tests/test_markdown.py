@@ -346,7 +346,7 @@ def big_report(prompts: int = 40, regressions: int = 10) -> Report:
 def test_a_large_report_stays_under_the_limit_and_says_what_it_trimmed() -> None:
     text = render_markdown(big_report())
     assert len(text) <= 65_000
-    assert "Trimmed to fit GitHub's comment limit" in text
+    assert "Trimmed to fit GitHub's size limit" in text
     assert "left out" in text
     assert text.count(MARKER) == 1
     assert text.rstrip().endswith("</details>")  # the footer survived

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from promptgate.report.escape import terminal_model
 from promptgate.report.format import calls_summary, format_interval, format_score
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ STATUS_TEXT = {
 
 
 def print_calibration(calibration: Calibration, console: Console) -> None:
+    calibration = terminal_model(calibration)  # paths shown with control characters escaped
     console.print(
         Text.assemble(
             ("promptgate calibrate", "bold"),
@@ -33,6 +35,8 @@ def print_calibration(calibration: Calibration, console: Console) -> None:
             f"example and side",
         )
     )
+    for warning in calibration.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
     confidence = f"{calibration.confidence * 100:g}% CI"
     for prompt in calibration.prompts:
         console.print()

@@ -1,4 +1,4 @@
-"""Neutralise untrusted text (LLM outputs, example text, file and branch names) for GitHub Markdown.
+"""Neutralise untrusted text (LLM outputs, example text, file and branch names) for display.
 
 Anything a PR author or a model controls must render as inert text in the sticky comment: it
 must not break a table, open or close HTML, ping people (`@user`), link issues (`#123`), start
@@ -10,12 +10,19 @@ math (`$`), or hide text with bidi controls. Two shapes are offered:
 - `block` for multi-line text inside `<pre>` (itself inside `<details>`/`<table>`): HTML-escaped,
   so `</pre>` or `</details>` cannot close anything, and without blank lines, because a blank
   line ends a raw HTML block in CommonMark and would switch the rest back to Markdown.
+
+For the terminal and the CI log, `terminal` (and `terminal_model` for a whole report) shows
+every control character as an escape; making a CI log's lines inert for the runner is
+promptgate/github/workflow.py's part.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 # GitHub links mentions and references after rendering, on the text it shows, so an entity
 # would not stop them; a zero-width space after the sigil does.
@@ -74,3 +81,43 @@ def block(text: str, max_len: int = 2000) -> str:
         return ""
     escaped = html.escape(_unlink_references(truncate(cleaned, max_len)), quote=False)
     return _BLANK_LINE.sub("&#32;", escaped)
+
+
+# What a terminal or a CI log viewer would act on rather than show: C0 and C1 controls (ESC
+# starts colour and cursor sequences, CR overwrites a line, a newline starts one that could read
+# as a workflow command), line and paragraph separators, zero-width and bidi format characters.
+_TERMINAL_CONTROLS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED_CONTROLS.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def terminal(text: str) -> str:
+    """Untrusted text for one line of a terminal or CI log: every control character shown as an
+    escape (`\\n`, `\\x1b`, `\\u202e`), so the text can neither style, move or hide output nor
+    start a new line."""
+    return _TERMINAL_CONTROLS.sub(_visible, text)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def terminal_model(model: M) -> M:
+    """A copy of `model` with every string in it passed through `terminal`."""
+    return type(model).model_validate(_terminal_values(model.model_dump()))
+
+
+def _terminal_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return terminal(value)
+    if isinstance(value, dict):
+        return {_terminal_values(key): _terminal_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_terminal_values(item) for item in value]
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from promptgate.report.model import CallStats, MetricResult, PromptReport, Report
+from promptgate.report.model import CallStats, DatasetDiff, MetricResult, PromptReport, Report
 
 MINUS = "−"  # U+2212: lines up with "+" in proportional fonts
 DEFAULT_CONFIDENCE = 0.95
@@ -57,6 +57,16 @@ def display_path(prompt: PromptReport) -> str:
     if prompt.change == "renamed" and prompt.old_path and prompt.old_path != prompt.path:
         return f"{prompt.old_path} → {prompt.path}"
     return prompt.path
+
+
+def dataset_change_counts(diff: DatasetDiff) -> str:
+    """`2 added, 1 removed, 3 with a changed reference, 0 with changed vars` (matched by id)."""
+    if diff.examples_changed == 0:
+        return "no example added, removed or changed: reordered or reformatted"
+    return (
+        f"{diff.added} added, {diff.removed} removed, "
+        f"{diff.reference_changed} with a changed reference, {diff.vars_changed} with changed vars"
+    )
 
 
 def short_sha(sha: str) -> str:

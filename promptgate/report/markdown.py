@@ -21,6 +21,7 @@ from promptgate.report.format import (
     VERDICT_WORDS,
     calls_summary,
     confidence_label,
+    dataset_change_counts,
     display_path,
     format_interval,
     format_score,
@@ -82,6 +83,9 @@ def _header(report: Report, heading: str) -> str:
     if report.errors:
         lines += ["", "**Errors**", ""]
         lines += [f"- {escape.inline(error, 500)}" for error in report.errors]
+    if report.warnings:
+        lines += ["", "**Warnings**", ""]
+        lines += [f"- {escape.inline(warning, 500)}" for warning in report.warnings]
     return "\n".join(lines)
 
 
@@ -207,11 +211,9 @@ def _prompt_section(
         facts.append(f"model {escape.inline(prompt.model, 80)}")
     lines = [f"### {icon} {escape.inline(display_path(prompt), 300)}", "", " · ".join(facts)]
     if prompt.dataset_changed:
-        dataset = f" ({escape.inline(prompt.dataset, 200)})" if prompt.dataset else ""
-        lines += [
-            "",
-            f"📝 The eval set{dataset} changed in this PR; both versions ran on the new one.",
-        ]
+        lines += ["", _dataset_note(prompt)]
+    if prompt.reason:
+        lines += ["", f"> ❌ {escape.inline(prompt.reason, 500)}"]
     if prompt.error:
         lines += ["", f"> ⚠️ {escape.inline(prompt.error, 1000)}"]
     if prompt.failed_examples:
@@ -238,6 +240,21 @@ def _prompt_section(
     return "\n".join(lines)
 
 
+def _dataset_note(prompt: PromptReport) -> str:
+    dataset = f" ({escape.inline(prompt.dataset, 200)})" if prompt.dataset else ""
+    counts = (
+        f": {dataset_change_counts(prompt.dataset_diff)} (examples matched by id)"
+        if prompt.dataset_diff
+        else ""
+    )
+    ran = {
+        "unchanged": " The prompt itself is unchanged: both sides ran it on the new eval set, "
+        "so its deltas show run-to-run noise.",
+        "added": "",
+    }.get(prompt.change, " Both versions ran on the new one.")
+    return f"📝 **The eval set{dataset} changed in this PR**{counts}.{ran}"
+
+
 def _collapsed_line(prompt: PromptReport) -> str:
     failing = [
         f"{escape.inline(name, 40)} {format_score(name, result.delta, signed=True)}"
@@ -247,7 +264,8 @@ def _collapsed_line(prompt: PromptReport) -> str:
     tail = f" — failing: {', '.join(failing)}" if failing else ""
     return (
         f"- {PROMPT_ICONS[prompt.verdict]} {escape.inline(display_path(prompt), 200)} "
-        f"({prompt.change}): {prompt.verdict}{tail}"
+        f"({prompt.change}{', eval set changed' if prompt.dataset_changed else ''}): "
+        f"{prompt.verdict}{tail}"
     )
 
 
@@ -326,7 +344,7 @@ class _Trim:
         full = (
             "The JSON report and the MLflow run have" if has_mlflow_run else "The JSON report has"
         )
-        return f"✂️ **Trimmed to fit GitHub's comment limit:** {'; '.join(done)}. {full} everything."
+        return f"✂️ **Trimmed to fit GitHub's size limit:** {'; '.join(done)}. {full} everything."
 
 
 def _importance(prompt: PromptReport) -> int:
@@ -364,14 +382,43 @@ class _Document:
         return "\n\n".join(blocks) + "\n"
 
 
-def render_markdown(report: Report, *, max_chars: int = 65_000, heading: str = "promptgate") -> str:
-    """The report as GitHub Markdown, at most `max_chars` characters.
+@dataclass(frozen=True)
+class _Budget:
+    """The room the text has: characters (a GitHub comment: GitHub counts characters) or, when
+    `in_bytes`, UTF-8 bytes (a job summary: the runner counts the file's bytes)."""
+
+    limit: int
+    in_bytes: bool = False
+
+    def size(self, text: str) -> int:
+        return len(text.encode("utf-8")) if self.in_bytes else len(text)
+
+    def fits(self, text: str) -> bool:
+        return self.size(text) <= self.limit
+
+    def cut(self, text: str) -> str:
+        """The longest start of `text` that fits (never half a character)."""
+        if not self.in_bytes:
+            return text[: max(self.limit, 0)]
+        return text.encode("utf-8")[: max(self.limit, 0)].decode("utf-8", "ignore")
+
+
+def render_markdown(
+    report: Report,
+    *,
+    max_chars: int = 65_000,
+    max_bytes: int | None = None,
+    heading: str = "promptgate",
+) -> str:
+    """The report as GitHub Markdown, at most `max_chars` characters, or, when `max_bytes` is
+    given, at most that many bytes of UTF-8 instead.
 
     When the full report is too long, detail goes in this order: example outputs are shortened,
     then example regressions dropped (the same number per prompt, from the bottom of each
     list), then whole prompt sections collapse to one line (passing prompts first, failures
     last), then collapsed lines are left out. The comment says what was trimmed.
     """
+    budget = _Budget(max_chars) if max_bytes is None else _Budget(max_bytes, in_bytes=True)
     doc = _Document(report, heading)
     prompts = report.prompts
     total_examples = sum(len(p.top_regressions) for p in prompts)
@@ -386,7 +433,7 @@ def render_markdown(report: Report, *, max_chars: int = 65_000, heading: str = "
 
     for chars in OUTPUT_CHARS:
         text = attempt(most_examples, chars)
-        if len(text) <= max_chars:
+        if budget.fits(text):
             return text
 
     # Fewer examples per prompt: the length grows with the cap, so bisect the largest that fits.
@@ -395,16 +442,16 @@ def render_markdown(report: Report, *, max_chars: int = 65_000, heading: str = "
     while low <= high:
         cap = (low + high) // 2
         text = attempt(cap, OUTPUT_CHARS[-1])
-        if len(text) <= max_chars:
+        if budget.fits(text):
             best, low = text, cap + 1
         else:
             high = cap - 1
     if best is not None:
         return best
-    return _collapse(doc, max_chars, total_examples)
+    return _collapse(doc, budget, total_examples)
 
 
-def _collapse(doc: _Document, max_chars: int, total_examples: int) -> str:
+def _collapse(doc: _Document, budget: _Budget, total_examples: int) -> str:
     """Collapse prompt sections to one line, then leave lines out, least important first."""
     prompts = doc.report.prompts
     full = doc.sections(0, OUTPUT_CHARS[-1])
@@ -421,28 +468,28 @@ def _collapse(doc: _Document, max_chars: int, total_examples: int) -> str:
         return doc.assemble(sections, shown, trim)
 
     def apply(step: tuple[str, int]) -> int:
-        """Take one step; return roughly how many characters it saved."""
+        """Take one step; return roughly how much room it saved."""
         kind, i = step
         if kind == "collapse":
             collapsed.add(i)
             trim.collapsed += 1
-            return len(full[i]) - len(lines[i]) + 1
+            return budget.size(full[i]) - budget.size(lines[i]) + 1
         omitted.add(i)
         trim.collapsed -= 1
         trim.omitted += 1
-        return len(lines[i]) + 1
+        return budget.size(lines[i]) + 1
 
     # Estimate savings first so that many prompts do not mean many renders; the estimate
     # ignores the trim note and list heading, so finish with exact renders.
     taken = 0
-    length = len(render())
-    while taken < len(steps) and length > max_chars:
+    length = budget.size(render())
+    while taken < len(steps) and length > budget.limit:
         length -= apply(steps[taken])
         taken += 1
     text = render()
-    while taken < len(steps) and len(text) > max_chars:
+    while taken < len(steps) and not budget.fits(text):
         apply(steps[taken])
         taken += 1
         text = render()
     # Only a limit smaller than the header and footer gets here.
-    return text[:max_chars]
+    return budget.cut(text)

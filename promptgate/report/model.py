@@ -47,13 +47,36 @@ class ExampleChange(BaseModel):
         return {k: float(v) for k, v in (self.model_extra or {}).items()}
 
 
+class DatasetDiff(Model):
+    """How the eval set changed between base and head, in examples matched by id."""
+
+    added: int = Field(ge=0, description="ids only at head")
+    removed: int = Field(ge=0, description="ids only at base")
+    reference_changed: int = Field(ge=0, description="ids on both sides whose `expected` differs")
+    vars_changed: int = Field(
+        default=0, ge=0, description="ids on both sides whose `vars` differ (counted on their own)"
+    )
+
+    @property
+    def examples_changed(self) -> int:
+        return self.added + self.removed + self.reference_changed + self.vars_changed
+
+
 class PromptReport(Model):
     path: str
     old_path: str | None
     change: ChangeKind
     dataset: str | None = None
     dataset_changed: bool = False
+    dataset_diff: DatasetDiff | None = Field(
+        default=None, description="set when dataset_changed: examples added, removed, changed"
+    )
     verdict: PromptVerdict
+    reason: str | None = Field(
+        default=None,
+        description="why the verdict is fail when no metric failed "
+        "(gate.on_dataset_change: fail and the eval set changed)",
+    )
     examples: int = 0
     failed_examples: list[str] = Field(
         default_factory=list,
@@ -110,6 +133,7 @@ class GateInfo(Model):
     provider: str | None
     model: str | None
     signatures: dict[str, str] = Field(default_factory=dict)
+    on_dataset_change: Literal["warn", "fail"] = "warn"
 
 
 class Override(Model):
@@ -135,5 +159,9 @@ class Report(Model):
     mlflow: MlflowInfo = Field(default_factory=MlflowInfo)
     gate: GateInfo | None = None
     errors: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what promptgate did not trust or use, and why (a committed cache, a link)",
+    )
     pr_number: int | None = None
     override: Override | None = None

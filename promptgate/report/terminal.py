@@ -1,7 +1,9 @@
 """The report as a short rich summary for the terminal and the CI log.
 
 Untrusted text (paths, refs, example ids, errors) is passed as `rich.text.Text`, which rich
-never parses for markup, so `[bold]` in a branch name prints as typed.
+never parses for markup, so `[bold]` in a branch name prints as typed; its control characters
+are shown escaped first (`escape.terminal`), so a newline or ESC in an id cannot start a line or
+drive the terminal.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from promptgate.report.escape import terminal_model
 from promptgate.report.format import (
     PROMPT_ICONS,
     VERDICT_ICONS,
     VERDICT_WORDS,
     calls_summary,
     confidence_label,
+    dataset_change_counts,
     display_path,
     format_interval,
     format_score,
@@ -35,6 +39,7 @@ WORST_EXAMPLES = 3
 
 def print_summary(report: Report, console: Console) -> None:
     """Print the verdict, one table of metric deltas per prompt, the calls and the MLflow run."""
+    report = terminal_model(report)  # every string shown with its control characters escaped
     console.print(
         Text.assemble(
             (
@@ -67,6 +72,8 @@ def print_summary(report: Report, console: Console) -> None:
         console.print(Text("⚠ This PR changes the gate config.", style="yellow"))
     for error in report.errors:
         console.print(Text(f"error: {error}", style="red"))
+    for warning in report.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
     if not report.prompts:
         console.print(nothing_judged_line(report))
     ci_label = confidence_label(report)
@@ -86,7 +93,9 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
     console.print()
     console.print(title)
     if prompt.dataset_changed:
-        console.print(Text("  the eval set changed in this PR", style="dim"))
+        counts = f": {dataset_change_counts(prompt.dataset_diff)}" if prompt.dataset_diff else ""
+        ruled = "; gate.on_dataset_change: fail" if prompt.reason else ""
+        console.print(Text(f"  the eval set changed in this PR{counts}{ruled}", style="yellow"))
     if prompt.error:
         console.print(Text(f"  {prompt.error}", style="yellow"))
     if prompt.failed_examples:
