@@ -2,6 +2,7 @@
 
     python benchmarks/bench_error_rates.py [--runs 200] [--n 60 200] [--sizes 0.02 0.05 0.1]
         [--bleu-max-drop 2.0] [--rougeL-max-drop 0.02] [--confidence 0.95] [--seed 1]
+        [--repeats 1 3] [--prompts 1 6 20] [--error-rate 0.01]
 
 The model is the test stub (tests/llm_stub.py) in noise mode, one stub process per worker: it
 restates the sentence on the prompt's last line, and at temperature T drops or replaces each word
@@ -15,7 +16,13 @@ For each N (eval-set size) one repository per cell is built (per worker, once): 
 base prompt plus the regression marker. Each cell is gated --runs times with `evaluate()`, the
 cache off, each run under a new salt. Sizes are ROUGE-L drops: the marker strength q for a size
 is found beforehand from the stub's answer function and ROUGE-L alone (no gate), and the table
-prints the mean drop the gate then measured beside it.
+prints the mean drop the gate then measured beside it. `--repeats 1 3` adds, for each N, eval
+sets of N examples whose inputs repeat (N/3 sentences, each three times, under distinct ids):
+the no-op rate there shows whether the gate treats repeats as independent draws.
+`--prompts 1 6 20` adds rows for PRs that reword K prompts at once (each prompt its own
+instruction, all on the same eval set); in a regressed PR only the first prompt regresses. The
+gate decides the PR as a whole (Holm over every prompt's metrics, `gate.error_rate`), so the
+no-op rate must stay at the error rate whatever K is.
 
 Printed:
 1. the gate as configured (defaults: the starter config's thresholds): per cell the runs that
@@ -23,11 +30,11 @@ Printed:
 2. the same runs judged with thresholds sized to the noise by `promptgate calibrate` (an A/A
    run of the base prompt; it suggests max_drop = 3 x the standard error of the mean delta):
    the median of --calibration-runs calibrations per N, each under its own salt, with the range
-   a single calibration gave. The gate rule (fail when delta < -max_drop and the interval's
-   upper end < 0) is re-applied to each run's reported delta and interval: the interval does
-   not depend on max_drop, and the script checks that re-applying the configured thresholds
-   reproduces every verdict of table 1. Re-running with those thresholds as flags (one --n at a
-   time) gives the same rows;
+   a single calibration gave. The gate rule (a metric fails when delta < -max_drop and its
+   one-sided p-value, Holm-adjusted over the PR's metrics, is <= the error rate) is re-applied
+   to each run's reported deltas and p-values: they do not depend on max_drop, and the script
+   checks that re-applying the configured thresholds reproduces every verdict of table 1.
+   Re-running with those thresholds as flags (one --n at a time) gives the same rows;
 3. the bootstrap interval's calibration on the no-op runs: the spread of the delta across runs
    beside the SE the bootstrap implies, and how often the interval excluded 0 on each side.
 """
@@ -84,10 +91,24 @@ class Cell:
     size: float  # target ROUGE-L drop; 0 = no-op PR
     strength: float  # the regression marker's drop probability q
     label: str  # "noop", "aa" (calibration A/A runs) or "reg"
+    repeats: int = 1  # how often each input appears in the eval set (1: distinct inputs)
+    prompts: int = 1  # prompts the PR rewords (in a regressed PR the first one regresses)
 
     @property
     def key(self) -> str:
-        return f"{self.label}-n{self.n}-s{self.size:g}"
+        repeated = f"-r{self.repeats}" if self.repeats > 1 else ""
+        several = f"-k{self.prompts}" if self.prompts > 1 else ""
+        return f"{self.label}-n{self.n}-s{self.size:g}{repeated}{several}"
+
+    @property
+    def examples(self) -> str:
+        """N, with repeated inputs how many distinct ones, and K when the PR has several."""
+        text = str(self.n)
+        if self.repeats > 1:
+            text += f" ({math.ceil(self.n / self.repeats)} inputs x{self.repeats})"
+        if self.prompts > 1:
+            text = f"{self.prompts} prompts x {text}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,7 @@ class Settings:
     bleu_max_drop: float
     rouge_max_drop: float
     confidence: float
+    error_rate: float
     semantic_max_drop: float | None  # None: no semantic metric
     seed: int
     concurrency: int
@@ -115,8 +137,10 @@ class RunResult:
     cell: str
     run: int
     verdict: str
-    #: metric -> (delta, ci_low, ci_high, status)
+    #: the first prompt's metrics: metric -> (delta, ci_low, ci_high, status)
     metrics: dict[str, tuple[float, float, float, str]]
+    #: every prompt's metrics, the gate's tests: (metric, delta, one-sided p-value)
+    tests: tuple[tuple[str, float, float], ...] = ()
 
 
 # -- the eval set and the prompts -------------------------------------------------------------
@@ -128,14 +152,23 @@ def make_references(count: int, seed: int) -> list[str]:
     ]
 
 
-def base_prompt() -> str:
-    return f"{INSTRUCTION}\n{{{{ text }}}}\n"
+def _numbered(prompt: int, instruction: str) -> str:
+    """Prompt k's instruction: its own text, so no two prompts share a request."""
+    return instruction if prompt == 0 else f"Task {prompt}. {instruction}"
 
 
-def head_prompt(cell: Cell) -> str:
-    if cell.strength == 0:
-        return f"{NOOP_INSTRUCTION}\n{{{{ text }}}}\n"
+def base_prompt(prompt: int = 0) -> str:
+    return f"{_numbered(prompt, INSTRUCTION)}\n{{{{ text }}}}\n"
+
+
+def head_prompt(cell: Cell, prompt: int = 0) -> str:
+    if cell.strength == 0 or prompt > 0:
+        return f"{_numbered(prompt, NOOP_INSTRUCTION)}\n{{{{ text }}}}\n"
     return f"{INSTRUCTION}\n[stub-regression drop={cell.strength:.6f}]\n{{{{ text }}}}\n"
+
+
+def prompt_path(prompt: int) -> str:
+    return "prompts/a.txt" if prompt == 0 else f"prompts/p{prompt:02d}.txt"
 
 
 def config_text(base_url: str, settings: Settings) -> str:
@@ -148,12 +181,12 @@ def config_text(base_url: str, settings: Settings) -> str:
         "version: 1\nprovider:\n  kind: openai\n"
         f"  base_url: {base_url}\n  model: stub\n  temperature: {settings.temperature}\n"
         f"  max_tokens: 256\n  concurrency: {settings.concurrency}\n  timeout_s: 30\n"
-        "prompts:\n  - path: prompts/a.txt\n    dataset: evals/a.jsonl\n"
+        "prompts:\n  - path: prompts/*.txt\n    dataset: evals/a.jsonl\n"
         "metrics:\n"
         f"  bleu: {{ max_drop: {settings.bleu_max_drop} }}\n"
         f"  rougeL: {{ max_drop: {settings.rouge_max_drop} }}\n"
         f"{semantic}"
-        f"gate:\n  confidence: {settings.confidence}\n"
+        f"gate:\n  confidence: {settings.confidence}\n  error_rate: {settings.error_rate}\n"
     )
 
 
@@ -229,18 +262,21 @@ def _repo_for(cell: Cell) -> Path:
 
     repos: dict[str, Path] = _worker["repos"]
     if cell.key not in repos:
-        references = _worker["references"][: cell.n]
+        distinct = _worker["references"][: math.ceil(cell.n / cell.repeats)]
+        references = [distinct[i % len(distinct)] for i in range(cell.n)]
         examples = "".join(
             json.dumps({"id": f"ex-{i}", "vars": {"text": ref}, "expected": ref}) + "\n"
             for i, ref in enumerate(references)
         )
         builder = RepoBuilder(_worker["root"] / cell.key)
         config = config_text(_worker["stub"].base_url, _worker["settings"])
+        prompts = range(cell.prompts)
         builder.commit(
-            {"promptgate.yaml": config, "prompts/a.txt": base_prompt(), "evals/a.jsonl": examples}
+            {"promptgate.yaml": config, "evals/a.jsonl": examples}
+            | {prompt_path(k): base_prompt(k) for k in prompts}
         )
         builder.branch("pr")
-        builder.commit({"prompts/a.txt": head_prompt(cell)})
+        builder.commit({prompt_path(k): head_prompt(cell, k) for k in prompts})
         repos[cell.key] = builder.root
     return repos[cell.key]
 
@@ -252,14 +288,20 @@ def _run_one(cell: Cell, run: int) -> RunResult:
     repo = _repo_for(cell)
     _worker["stub"].reseed(f"{_worker['settings'].seed}/{cell.key}/{run}")
     result = evaluate(GateRequest(repo=repo, base="main", head="pr", use_cache=False))
-    [prompt] = result.report.prompts
-    if prompt.verdict == "error":
-        raise RuntimeError(f"{cell.key} run {run}: {prompt.error}")
+    prompts = {prompt.path: prompt for prompt in result.report.prompts}
+    assert len(prompts) == cell.prompts, sorted(prompts)
+    tests = []
+    for prompt in prompts.values():
+        if prompt.verdict == "error":
+            raise RuntimeError(f"{cell.key} run {run}: {prompt.error}")
+        for name, m in prompt.metrics.items():
+            assert m.delta is not None and m.p_value is not None
+            tests.append((name, m.delta, m.p_value))
     metrics = {}
-    for name, m in prompt.metrics.items():
+    for name, m in prompts[prompt_path(0)].metrics.items():
         assert m.delta is not None and m.ci_low is not None and m.ci_high is not None
         metrics[name] = (m.delta, m.ci_low, m.ci_high, m.status)
-    return RunResult(cell.key, run, result.report.verdict, metrics)
+    return RunResult(cell.key, run, result.report.verdict, metrics, tuple(tests))
 
 
 def _calibrate_one(cell: Cell, run: int) -> CalibrationResult:
@@ -320,20 +362,21 @@ def normal_quantile(p: float) -> float:
     return statistics.NormalDist().inv_cdf(p)
 
 
-def fails_under(result: RunResult, max_drops: dict[str, float]) -> bool:
-    """The gate rule, re-applied: delta < -max_drop and the interval's upper end < 0."""
-    return any(
-        delta < -max_drops[name] and ci_high < 0
-        for name, (delta, _low, ci_high, _status) in result.metrics.items()
-        if name in max_drops
-    )
+def fails_under(result: RunResult, max_drops: dict[str, float], error_rate: float) -> bool:
+    """The gate rule, re-applied to the PR's tests (config.GATE_RULE)."""
+    return bool(failing_metrics(result, max_drops, error_rate))
 
 
-def failing_metrics(result: RunResult, max_drops: dict[str, float]) -> list[str]:
+def failing_metrics(result: RunResult, max_drops: dict[str, float], error_rate: float) -> list[str]:
+    """The metrics (of any prompt) that fail: delta < -max_drop and Holm-adjusted p <= rate."""
+    from promptgate.error_control import holm_adjusted
+
+    tests = [test for test in result.tests if test[0] in max_drops]
+    adjusted = holm_adjusted([p_value for _name, _delta, p_value in tests])
     return [
         name
-        for name, (delta, _low, ci_high, _status) in result.metrics.items()
-        if name in max_drops and delta < -max_drops[name] and ci_high < 0
+        for (name, delta, _p), p_adjusted in zip(tests, adjusted, strict=True)
+        if delta < -max_drops[name] and p_adjusted <= error_rate
     ]
 
 
@@ -352,6 +395,7 @@ def print_table(
     cells: list[Cell],
     results: dict[str, list[RunResult]],
     max_drops_for: dict[int, dict[str, float]],
+    error_rate: float,
 ) -> None:
     print(f"\n{title}")
     header = (
@@ -363,10 +407,10 @@ def print_table(
     for cell in cells:
         runs = results[cell.key]
         max_drops = max_drops_for[cell.n]
-        failed = [r for r in runs if fails_under(r, max_drops)]
+        failed = [r for r in runs if fails_under(r, max_drops, error_rate)]
         by_metric: dict[str, int] = {}
         for r in failed:
-            for name in failing_metrics(r, max_drops):
+            for name in set(failing_metrics(r, max_drops, error_rate)):
                 by_metric[name] = by_metric.get(name, 0) + 1
         rate = len(failed) / len(runs)
         low, high = wilson(len(failed), len(runs))
@@ -382,7 +426,7 @@ def print_table(
         size = "0" if cell.label == "noop" else f"{cell.size:g}"
         strength = "0" if cell.label == "noop" else f"{cell.strength:.4f}"
         print(
-            f"| {cell.n} | {kind} | {size} | {strength} | {drop_text} | {len(runs)} "
+            f"| {cell.examples} | {kind} | {size} | {strength} | {drop_text} | {len(runs)} "
             f"| {len(failed)} | {metric_text} | {rate:.1%} | {low:.1%}–{high:.1%} "
             f"| {target} | {met} |"
         )
@@ -409,12 +453,30 @@ def main() -> None:
     parser.add_argument("--bleu-max-drop", type=float, default=2.0)
     parser.add_argument("--rougeL-max-drop", dest="rouge_max_drop", type=float, default=0.02)
     parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument(
+        "--error-rate", type=float, default=0.01, help="gate.error_rate (PR-level, Holm)"
+    )
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="PRs that reword this many prompts at once; one row per value, N and repeats",
+    )
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument(
         "--sampling-noise",
         type=float,
         default=0.3,
         help="the stub's per-word drop/replace probability at temperature 1",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="eval sets whose every input appears this many times (1: distinct inputs); "
+        "one row per value and N",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--semantic", action="store_true", help="also the semantic metric (slow)")
@@ -431,6 +493,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.temperature <= 0:
         parser.error("--temperature must be > 0: at 0 the stub has no noise")
+    if min(args.repeats) < 1:
+        parser.error("--repeats must be at least 1 (1: every input once)")
 
     started = time.perf_counter()
     settings = Settings(
@@ -439,6 +503,7 @@ def main() -> None:
         bleu_max_drop=args.bleu_max_drop,
         rouge_max_drop=args.rouge_max_drop,
         confidence=args.confidence,
+        error_rate=args.error_rate,
         semantic_max_drop=args.semantic_max_drop if args.semantic else None,
         seed=args.seed,
         concurrency=args.concurrency,
@@ -459,9 +524,13 @@ def main() -> None:
     )
 
     cells = []
-    for n in args.n:
-        cells.append(Cell(n, 0.0, 0.0, "noop"))
-        cells += [Cell(n, size, strengths[size], "reg") for size in args.sizes if size > 0]
+    for n, repeats, prompts in itertools.product(args.n, args.repeats, args.prompts):
+        cells.append(Cell(n, 0.0, 0.0, "noop", repeats, prompts))
+        cells += [
+            Cell(n, size, strengths[size], "reg", repeats, prompts)
+            for size in args.sizes
+            if size > 0
+        ]
     calibration = [Cell(n, 0.0, 0.0, "aa") for n in args.n] if args.calibration_runs else []
     tasks = [(cell, run) for cell in calibration for run in range(args.calibration_runs)]
     tasks += [(cell, run) for cell in cells for run in range(args.runs)]
@@ -485,15 +554,19 @@ def main() -> None:
         configured["semantic"] = args.semantic_max_drop
     for cell in cells:  # re-applying the rule must reproduce the gate's own verdicts
         for r in results[cell.key]:
-            assert fails_under(r, configured) == (r.verdict == "fail"), (cell.key, r.run)
+            assert fails_under(r, configured, args.error_rate) == (r.verdict == "fail"), (
+                cell.key,
+                r.run,
+            )
     print_table(
         f"1. Gate as configured: bleu max_drop {args.bleu_max_drop:g}, rougeL max_drop "
         f"{args.rouge_max_drop:g}"
         + (f", semantic max_drop {args.semantic_max_drop:g}" if args.semantic else "")
-        + f", confidence {args.confidence:g}",
+        + f", error rate {args.error_rate:g} (PR-level)",
         cells,
         results,
         {n: configured for n in args.n},
+        args.error_rate,
     )
 
     if calibration:
@@ -520,10 +593,11 @@ def main() -> None:
                 f"N={n}: " + ", ".join(f"{k} {v:.3g}" for k, v in d.items())
                 for n, d in sized.items()
             )
-            + f", confidence {args.confidence:g}",
+            + f", error rate {args.error_rate:g} (PR-level)",
             cells,
             results,
             sized,
+            args.error_rate,
         )
 
     print("\n3. Bootstrap interval on the no-op runs (true delta 0)")
@@ -544,7 +618,7 @@ def main() -> None:
             above = sum(r.metrics[name][1] > 0 for r in runs)
             below = sum(r.metrics[name][2] < 0 for r in runs)
             print(
-                f"| {cell.n} | {name} | {spread:.4g} | {se:.4g} | {se / spread:.2f} "
+                f"| {cell.examples} | {name} | {spread:.4g} | {se:.4g} | {se / spread:.2f} "
                 f"| {above / len(runs):.1%} | {below / len(runs):.1%} | {tail:.1%} |"
             )
     print(

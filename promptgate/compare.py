@@ -10,7 +10,11 @@ Edge cases, decided here:
 - deleted prompt (no candidate): everything but the baseline is null and the metric passes;
 - no examples: all numbers null and the metric passes (an empty eval set is an input error,
   caught where the eval set is read, not a reason to fail a metric);
-- one example: every resample is that example, so the interval is [delta, delta].
+- one example: every resample is that example, so the interval is [delta, delta] and the
+  standard error 0: the drop is certain.
+
+The status set here treats the metric as the PR's only test; the gate decides every metric of
+the PR again together (error_control.py), which is what a report shows.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from promptgate.config import MetricConfig
+from promptgate.error_control import decide, one_sided_p_value
 from promptgate.metrics.base import FloatArray, IndexArray, ScoredSide
+from promptgate.report.format import format_score
 from promptgate.report.model import MetricResult
 
 #: Resample indices are drawn in blocks of at most this many cells, to bound memory.
@@ -81,14 +87,17 @@ def compare_metric(
     confidence: float,
     resamples: int,
     seed: int,
+    error_rate: float = 0.01,
+    metric: str = "",
 ) -> MetricResult:
-    """One metric's verdict for one prompt, by config.GATE_RULE."""
+    """One metric's figures for one prompt, and its verdict as if it were the PR's only test
+    (config.GATE_RULE); `error_control.control_pr_errors` decides it again among all of them."""
     base_score = _finite_or_none(baseline.aggregate()) if baseline is not None else None
     cand_score = _finite_or_none(candidate.aggregate()) if candidate is not None else None
 
     if baseline is None or candidate is None or base_score is None or cand_score is None:
         # Added, deleted or empty: no pairs to compare; only the floor can apply.
-        reasons = [] if candidate is None else _floor_reasons(cand_score, config)
+        reasons = [] if candidate is None else _floor_reasons(cand_score, config, metric)
         return MetricResult(
             baseline=base_score,
             candidate=cand_score,
@@ -104,31 +113,36 @@ def compare_metric(
     delta = cand_score - base_score
     draws = bootstrap_deltas(baseline, candidate, resamples=resamples, seed=seed)
     ci_low, ci_high = interval(draws, confidence)
-
-    reasons = []
-    if delta < -config.max_drop and ci_high < 0:
-        reasons.append(
-            f"mean delta {delta:+.4g} is below -{config.max_drop:g} (max_drop) and the "
-            f"{confidence:.0%} interval [{ci_low:+.4g}, {ci_high:+.4g}] lies entirely below 0"
-        )
-    reasons += _floor_reasons(cand_score, config)
-    return MetricResult(
+    n_examples = len(baseline.per_example)
+    degrees_of_freedom = max(n_examples - 1, 1)
+    # The bootstrap's spread of a mean is sqrt((n-1)/n) of its unbiased standard error.
+    standard_error = float(np.std(draws)) * math.sqrt(n_examples / degrees_of_freedom)
+    p_value = one_sided_p_value(delta, standard_error, degrees_of_freedom)
+    result = MetricResult(
         baseline=base_score,
         candidate=cand_score,
         delta=delta,
         ci_low=ci_low,
         ci_high=ci_high,
-        status="fail" if reasons else "pass",
-        reason="; ".join(reasons) or None,
+        status="pass",
         threshold=config.max_drop,
         min=config.min,
+        standard_error=standard_error,
+        degrees_of_freedom=degrees_of_freedom,
+        p_value=p_value,
+    )
+    return decide(
+        result, metric=metric, p_adjusted=p_value, level=error_rate, error_rate=error_rate
     )
 
 
-def _floor_reasons(candidate: float | None, config: MetricConfig) -> list[str]:
+def _floor_reasons(candidate: float | None, config: MetricConfig, metric: str) -> list[str]:
     if config.min is None or candidate is None or candidate >= config.min:
         return []
-    return [f"candidate {candidate:.4g} is below the floor min {config.min:g}"]
+    return [
+        f"candidate {format_score(metric, candidate)} is below the floor min "
+        f"{format_score(metric, config.min)}"
+    ]
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -6,8 +6,9 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from promptgate.metrics.languages import BleuTokenizer, missing_tokenizer_package
 from promptgate.yamlsource import validate_yaml
 
 DEFAULT_CONFIG_PATH = "promptgate.yaml"
@@ -71,10 +72,12 @@ class PromptSpec(Strict):
 
 #: How the gate decides, in words: the report and the comment carry it. compare.py implements it.
 GATE_RULE = (
-    "A metric fails when its mean delta is below -max_drop and the upper end of the delta's "
-    "paired bootstrap confidence interval is below 0 (a drop large enough to matter and unlikely "
-    "to be noise), or when the candidate is below the metric's optional `min`. A prompt fails "
-    "when any metric fails; the gate fails when any prompt fails."
+    "A metric fails when its mean delta is below -max_drop and the drop is significant for the "
+    "PR as a whole: its one-sided paired t-test (bootstrap standard error), Holm-adjusted over "
+    "every metric of every prompt the PR changes, has p <= gate.error_rate, so a PR that changes "
+    "nothing fails at most that often however many prompts it touches. It also fails when the "
+    "candidate is below the metric's optional `min`. A prompt fails when any metric fails; the "
+    "gate fails when any prompt fails."
 )
 
 
@@ -84,10 +87,34 @@ class MetricConfig(Strict):
     )
     min: float | None = Field(default=None, description="Absolute floor on the candidate score.")
     model: str | None = Field(default=None, description="Embedding model (semantic only).")
+    tokenize: BleuTokenizer | None = Field(
+        default=None,
+        description="BLEU only: sacrebleu's tokenizer (13a, intl, zh, char, ja-mecab, ko-mecab, "
+        "flores200, ...), recorded in the signature. `auto` (the default): per eval set, `char` "
+        "when at least half of the references' letters are in scripts written without spaces "
+        "(Chinese, Japanese, Thai, ...), else `13a`.",
+    )
+
+    @field_validator("tokenize")
+    @classmethod
+    def _tokenizer_installed(cls, tokenize: str | None) -> str | None:
+        problem = missing_tokenizer_package(tokenize) if tokenize else None
+        if problem:
+            raise ValueError(problem)
+        return tokenize
 
 
 class GateSettings(Strict):
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Of the intervals shown beside each delta."
+    )
+    error_rate: float = Field(
+        default=0.01,
+        gt=0.0,
+        le=0.2,
+        description="The share of PRs with no real change that may fail the gate: Holm's "
+        "step-down over the one-sided tests of every (prompt, metric) the PR changes holds it.",
+    )
     samples: int = Field(default=1, ge=1, le=50)
     bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
     seed: int = Field(default=20240601, ge=0, description="Bootstrap seed (numpy: non-negative).")
@@ -143,6 +170,17 @@ class Config(Strict):
                 f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(sorted(METRICS))}"
             )
         return self
+
+    @field_validator("metrics")
+    @classmethod
+    def _tokenize_is_bleus(cls, metrics: dict[str, MetricConfig]) -> dict[str, MetricConfig]:
+        for name, metric in metrics.items():
+            if name != "bleu" and metric.tokenize is not None:
+                raise ValueError(
+                    f"metrics.{name}.tokenize: only bleu takes a tokenizer (ROUGE-L keeps every "
+                    "script; semantic reads text as its model does); remove it"
+                )
+        return metrics
 
     def gate_settings_hash(self) -> str:
         """Hash of everything that decides a verdict (provider, metrics, gate), for the audit trail."""

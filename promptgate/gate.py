@@ -13,9 +13,11 @@ from promptgate.cache import default_cache_path, open_cache
 from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
 from promptgate.config import GATE_RULE, Config
 from promptgate.dataset import Example
+from promptgate.error_control import control_pr_errors
 from promptgate.errors import ExitCode
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.gate_config import GateConfig, load_gate_config
+from promptgate.metrics.languages import Settled, settle_metrics
 from promptgate.plan import PromptPlan, plan_prompt
 from promptgate.providers import import_client_in_background, make_provider
 from promptgate.providers.base import ChatRequest, Provider
@@ -131,6 +133,7 @@ def evaluate(
         prepare_tracking if publishing else None,
     )
     evaluations = [_judge(plan, index, scorer, config) for index, plan in enumerate(plans)]
+    tests = _settle_verdicts([e.report for e in evaluations], config)
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
         base=GitSide(ref=rng.base_ref, sha=rng.base_sha),
@@ -139,7 +142,7 @@ def evaluate(
         config_changes=gate_config.changes,
         prompts=[e.report for e in evaluations],
         calls=calls,
-        gate=_gate_info(gate_config, scorer.signatures() if scorer else {}),
+        gate=_gate_info(gate_config, scorer.signatures() if scorer else {}, tests),
         errors=failures,
         warnings=warnings,
         pr_number=request.pr_number,
@@ -180,7 +183,7 @@ def generate(
     if not flat:
         return CallStats(), [], None, []
     provider = make_provider(config.provider)
-    scorer = Scorer(config.metrics)
+    scorer = Scorer(config.metrics, [_settled(plan, config).configs for plan in plans])
 
     def score(index: int, text: str) -> None:
         slot = slots[index]
@@ -292,26 +295,43 @@ def _judge(
         config.gate,
     )
     report.metrics = comparison.results
+    report.signatures = scorer.plan_signatures(plan_index)
+    report.notes = _settled(plan, config).notes
     # Every kept output is present; one list per side, built once.
     texts = {
         side: [[t or "" for t in plan.outputs[side][i]] for i in kept] for side in plan.sides()
     }
     evaluation.examples = _example_results(examples, texts, comparison.per_example)
     report.top_regressions = _top_regressions(evaluation.examples, config)
-    failed_metric = any(result.status == "fail" for result in report.metrics.values())
-    if change.change == "added":
-        report.verdict = "fail" if failed_metric else "new"
-    else:
-        report.verdict = "fail" if failed_metric else "pass"
-    if plan.dataset_diff is not None and config.gate.on_dataset_change == "fail":
-        report.verdict = "fail"
-        label = config.gate.override_label
-        accept = f"; once it is reviewed, accept it with the label '{label}'" if label else ""
-        report.reason = (
-            f"the eval set changed in this PR ({dataset_change_counts(plan.dataset_diff)}) and "
-            f"the base config sets gate.on_dataset_change: fail{accept}"
-        )
     return evaluation
+
+
+def _settle_verdicts(prompts: list[PromptReport], config: Config) -> int:
+    """Decide every metric of the PR together (error_control.py), then each judged prompt's
+    verdict from its metrics and the eval-set rule; the number of tests."""
+    tests = control_pr_errors(prompts, config.gate.error_rate)
+    for report in prompts:
+        if report.verdict in ("error", "removed"):
+            continue
+        failed_metric = any(result.status == "fail" for result in report.metrics.values())
+        if report.change == "added":
+            report.verdict = "fail" if failed_metric else "new"
+        else:
+            report.verdict = "fail" if failed_metric else "pass"
+        if report.dataset_diff is not None and config.gate.on_dataset_change == "fail":
+            report.verdict = "fail"
+            label = config.gate.override_label
+            accept = f"; once it is reviewed, accept it with the label '{label}'" if label else ""
+            report.reason = (
+                f"the eval set changed in this PR ({dataset_change_counts(report.dataset_diff)}) "
+                f"and the base config sets gate.on_dataset_change: fail{accept}"
+            )
+    return tests
+
+
+def _settled(plan: PromptPlan, config: Config) -> Settled:
+    """The metric settings its eval set's references settle (`auto`), and notes on its script."""
+    return settle_metrics(config.metrics, [example.expected for example in plan.examples])
 
 
 def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
@@ -378,11 +398,13 @@ def _unified_diff(plan: PromptPlan) -> str | None:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def _gate_info(gate_config: GateConfig, signatures: dict[str, str]) -> GateInfo:
+def _gate_info(gate_config: GateConfig, signatures: dict[str, str], tests: int) -> GateInfo:
     config = gate_config.config
     return GateInfo(
         rule=GATE_RULE,
         confidence=config.gate.confidence,
+        error_rate=config.gate.error_rate,
+        tests=tests,
         samples=config.gate.samples,
         bootstrap_resamples=config.gate.bootstrap_resamples,
         seed=config.gate.seed,

@@ -6,6 +6,7 @@ Everything is parsed and rendered here, before any call, so bad input fails fast
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -96,8 +97,9 @@ def plan_prompt(
     )
     for side, template in versions:
         if template is not None:
+            seen: Counter[ChatRequest] = Counter()
             plan.requests[side] = [
-                _requests_for(template, example, config) for example in plan.examples
+                _requests_for(template, example, config, seen) for example in plan.examples
             ]
     return plan
 
@@ -186,21 +188,32 @@ def dataset_diff(base: Sequence[Example], head: Sequence[Example]) -> DatasetDif
     )
 
 
-def _requests_for(template: PromptTemplate, example: Example, config: Config) -> list[ChatRequest]:
+def _requests_for(
+    template: PromptTemplate, example: Example, config: Config, seen: Counter[ChatRequest]
+) -> list[ChatRequest]:
+    """The example's requests, one per sample. `seen` counts the requests this side's earlier
+    examples rendered: at temperature > 0 an example whose input repeats an earlier one gets
+    its own `repeat` number, hence its own cache key and call, because the bootstrap counts
+    every example as an independent draw. At temperature 0 the answer is fixed and one call
+    serves every repeat (and the key stays what it always was)."""
     messages = template.render(example.vars, example.id)
     parameters = dict(template.parameters)
     temperature = float(parameters.pop("temperature", config.provider.temperature))
     max_tokens = int(parameters.pop("max_tokens", config.provider.max_tokens))
     extra = tuple(sorted(parameters.items()))
     model = template.model or config.provider.model
+    first = ChatRequest(
+        model=model,
+        messages=messages,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        extra_params=extra,
+    )
+    repeat = 0
+    if temperature > 0:
+        repeat = seen[first]
+        seen[first] += 1
     return [
-        ChatRequest(
-            model=model,
-            messages=messages,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            extra_params=extra,
-            sample_index=sample,
-        )
+        first.model_copy(update={"sample_index": sample, "repeat": repeat})
         for sample in range(config.gate.samples)
     ]

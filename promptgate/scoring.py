@@ -15,6 +15,7 @@ imports: it is called by name, and its values come back as plain lists.
 from __future__ import annotations
 
 import atexit
+import json
 import multiprocessing
 import multiprocessing.util
 import os
@@ -136,15 +137,34 @@ def stop_worker(wait: bool = False) -> None:
 
 
 class Scorer:
-    """Collects answers as they arrive and has the worker score them batch by batch."""
+    """Collects answers as they arrive and has the worker score them batch by batch.
 
-    def __init__(self, configs: MetricConfigs) -> None:
+    `plan_configs[p]` are plan p's metric settings as its eval set settles them (a BLEU
+    tokenizer chosen by `auto`, metrics/languages.py); a plan beyond them scores with `configs`.
+    Answers are batched per settings, so each reaches the worker with its own.
+    """
+
+    def __init__(self, configs: MetricConfigs, plan_configs: Sequence[MetricConfigs] = ()) -> None:
         self.configs = dict(configs)
+        self._plan_configs = [dict(settings) for settings in plan_configs]
+        self._plan_keys = [_settings_key(settings) for settings in self._plan_configs]
+        self._key = _settings_key(self.configs)
         self._pool = scoring_pool()
-        self._signatures: Future[dict[str, str]] = self._submit("prepare", self.configs)
-        self._buffer: list[tuple[Slot, str, str]] = []
+        self._signatures: dict[str, Future[dict[str, str]]] = {}
+        for settings in self._plan_configs or [self.configs]:
+            key = _settings_key(settings)
+            if key not in self._signatures:
+                self._signatures[key] = self._submit("prepare", settings)
+        self._buffers: dict[str, list[tuple[Slot, str, str]]] = {}
         self._batches: list[tuple[list[Slot], Future[Rows]]] = []
         self._rows: dict[Slot, dict[str, list[float]]] = {}
+        self._scored_plans: set[int] = set()
+
+    def configs_of(self, plan: int) -> MetricConfigs:
+        return self._plan_configs[plan] if plan < len(self._plan_configs) else self.configs
+
+    def _key_of(self, plan: int) -> str:
+        return self._plan_keys[plan] if plan < len(self._plan_keys) else self._key
 
     def _submit(self, function: str, *args: object) -> Future[Any]:
         try:
@@ -154,32 +174,48 @@ class Scorer:
             raise CouldNotEvaluate(f"the scoring worker process is gone ({exc})") from exc
 
     def add(self, slot: Slot, hypothesis: str, reference: str) -> None:
-        self._buffer.append((slot, hypothesis, reference))
-        if len(self._buffer) >= BATCH_SIZE:
-            self._send_batch()
+        self._scored_plans.add(slot.plan)
+        key = self._key_of(slot.plan)
+        buffer = self._buffers.setdefault(key, [])
+        buffer.append((slot, hypothesis, reference))
+        if len(buffer) >= BATCH_SIZE:
+            self._send_batch(key)
 
-    def _send_batch(self) -> None:
-        if not self._buffer:
+    def _send_batch(self, key: str) -> None:
+        buffer = self._buffers.pop(key, [])
+        if not buffer:
             return
-        slots = [slot for slot, _, _ in self._buffer]
-        hypotheses = [text for _, text, _ in self._buffer]
-        references = [reference for _, _, reference in self._buffer]
-        self._buffer = []
-        self._batches.append(
-            (slots, self._submit("score_batch", self.configs, hypotheses, references))
-        )
+        slots = [slot for slot, _, _ in buffer]
+        hypotheses = [text for _, text, _ in buffer]
+        references = [reference for _, _, reference in buffer]
+        settings = self.configs_of(slots[0].plan)
+        self._batches.append((slots, self._submit("score_batch", settings, hypotheses, references)))
 
     def finish(self) -> None:
         """Wait for every batch; re-raise what the worker raised (a GateError stays one)."""
-        self._send_batch()
+        for key in list(self._buffers):
+            self._send_batch(key)
         for slots, batch in self._batches:
             rows = _result(batch)
             for position, slot in enumerate(slots):
                 self._rows[slot] = {name: values[position] for name, values in rows.items()}
         self._batches = []
 
+    def plan_signatures(self, plan: int) -> dict[str, str]:
+        """Each metric's signature as plan `plan` was scored."""
+        return _result(self._signatures[self._key_of(plan)])
+
     def signatures(self) -> dict[str, str]:
-        return _result(self._signatures)
+        """Each metric's signature over the run: one when every scored plan shares it, else the
+        distinct ones joined by "; " (each prompt's report has its own)."""
+        scored = [self.plan_signatures(plan) for plan in sorted(self._scored_plans)]
+        if not scored:
+            scored = [_result(next(iter(self._signatures.values())))]
+        found: dict[str, set[str]] = {}
+        for by_metric in scored:
+            for name, signature in by_metric.items():
+                found.setdefault(name, set()).add(signature)
+        return {name: "; ".join(sorted(signatures)) for name, signatures in found.items()}
 
     def side_rows(self, plan: int, side: Side, examples: Sequence[int], samples: int) -> SideRows:
         """The rows of the given examples (in that order), every sample of each."""
@@ -197,6 +233,10 @@ class Scorer:
         """An A/A comparison's figures per metric, for `promptgate calibrate`."""
         noise: dict[str, Noise] = _result(self._submit("noise", self.configs, sides, gate))
         return noise
+
+
+def _settings_key(configs: MetricConfigs) -> str:
+    return json.dumps({name: config.model_dump(mode="json") for name, config in configs.items()})
 
 
 def _result(future: Future[T]) -> T:

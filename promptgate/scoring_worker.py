@@ -70,6 +70,8 @@ def compare(configs: MetricConfigs, sides: dict[Side, SideRows], gate: GateSetti
             confidence=gate.confidence,
             resamples=gate.bootstrap_resamples,
             seed=gate.seed,
+            error_rate=gate.error_rate,
+            metric=name,
         )
         for name, config in configs.items()
     }

@@ -3,8 +3,10 @@ visible in a process that has not imported it yet."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def python_stdout(program: str, *, timeout: float = 120) -> str:
@@ -13,3 +15,16 @@ def python_stdout(program: str, *, timeout: float = 120) -> str:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=timeout, check=True
     )
     return done.stdout
+
+
+def promptgate_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m promptgate ARGS` in `cwd`, offline, as a user runs it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "promptgate", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

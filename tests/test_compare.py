@@ -15,6 +15,7 @@ from promptgate.compare import (
 from promptgate.config import GATE_RULE, MetricConfig
 from promptgate.metrics.base import IndexArray, ScoredSide
 from promptgate.metrics.bleu import Bleu
+from promptgate.report.format import format_score
 from promptgate.report.model import MetricResult
 
 RESAMPLES = 2000
@@ -84,7 +85,9 @@ def test_a_clear_systematic_drop_fails(baseline_scores: np.ndarray) -> None:
     assert result.delta is not None and result.delta < -0.08
     assert result.ci_high is not None and result.ci_high < -0.05
     assert result.reason is not None
-    assert "max_drop" in result.reason and f"{result.delta:+.4g}" in result.reason
+    # the reason speaks the table's number format
+    shown = format_score("rougeL", result.delta, signed=True)
+    assert "max_drop" in result.reason and shown in result.reason
 
 
 def test_small_pure_noise_passes(baseline_scores: np.ndarray) -> None:
@@ -178,7 +181,7 @@ def test_identical_outputs_give_exactly_zero() -> None:
 def test_the_min_floor_fails_a_candidate_below_it_even_without_a_drop() -> None:
     result = compare(side([0.5, 0.6]), side([0.5, 0.6]), max_drop=0.02, min=0.7)
     assert result.status == "fail"
-    assert result.reason == "candidate 0.55 is below the floor min 0.7"
+    assert result.reason == "candidate 0.550 is below the floor min 0.700"
     assert result.min == 0.7 and result.threshold == 0.02
 
 
@@ -186,7 +189,7 @@ def test_a_drop_and_a_floor_are_both_reported(baseline_scores: np.ndarray) -> No
     result = compare(side(baseline_scores), side(baseline_scores - 0.3), min=0.5)
     assert result.status == "fail"
     assert result.reason is not None
-    assert "max_drop" in result.reason and "below the floor min 0.5" in result.reason
+    assert "max_drop" in result.reason and "below the floor min 0.500" in result.reason
 
 
 def test_an_added_prompt_is_judged_by_its_floor_alone() -> None:
@@ -197,7 +200,7 @@ def test_an_added_prompt_is_judged_by_its_floor_alone() -> None:
     assert above.candidate == pytest.approx(0.85)
     assert above.status == "pass" and no_floor.status == "pass"
     assert below.status == "fail"
-    assert below.reason == "candidate 0.25 is below the floor min 0.5"
+    assert below.reason == "candidate 0.250 is below the floor min 0.500"
 
 
 def test_a_deleted_prompt_passes_with_no_candidate() -> None:

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from fresh_python import promptgate_cli as promptgate
 
 from promptgate.config import parse_config
 from promptgate.dataset import parse_dataset
 from promptgate.plan import dataset_path_for
 from promptgate.prompts import parse_prompt
 from promptgate.scaffold import scaffold
-
-
-def promptgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "promptgate", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_init_writes_a_config_whose_prompts_and_eval_sets_fit_together(tmp_path: Path) -> None:

@@ -4,6 +4,12 @@ Corpus BLEU is not a mean of sentence scores: it is computed once from n-gram st
 over the corpus. So the side keeps each example's statistics (summed over its samples) and
 aggregates any resample of examples by summing their rows, which is exactly what
 `sacrebleu.corpus_bleu` would compute on that resampled corpus.
+
+Both use sacrebleu's effective order (`eff:yes`): an n-gram order that no hypothesis has is left
+out of the mean instead of counting as a precision of zero. On a corpus that has 4-grams this
+changes nothing (every order is counted either way); on an eval set of labels ("positive", "no
+answer") it is what keeps identical outputs at 100 rather than 0. The tokenizer is
+`metrics.bleu.tokenize`; `auto` is settled per eval set from its references (languages.py).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from promptgate.config import MetricConfig
+from promptgate.errors import BadInput, CouldNotEvaluate
 from promptgate.metrics.base import FloatArray, IndexArray, Metric, ScoredSide, per_example_mean
+from promptgate.metrics.languages import auto_bleu_tokenizer, script_profile
 
 StatsArray = npt.NDArray[np.int64]
 
@@ -24,11 +33,22 @@ _LOG_OF_ZERO = -9999999999.0
 _BLOCK_CELLS = 2_000_000
 
 
-def _corpus_bleu_metric() -> Any:
-    """sacrebleu's defaults, as `sacrebleu.corpus_bleu` uses them (13a, exp smoothing, eff:no)."""
+def _corpus_bleu_metric(tokenize: str = "13a") -> Any:
+    """sacrebleu's BLEU with its defaults (exp smoothing, 4-grams) but effective order, as
+    `sacrebleu.corpus_bleu(..., tokenize=tokenize, use_effective_order=True)` uses it."""
     from sacrebleu.metrics.bleu import BLEU
 
-    return BLEU()
+    try:
+        return BLEU(tokenize=tokenize, effective_order=True)
+    except ImportError as exc:  # config validation checks first; this is the installed truth
+        raise BadInput(
+            f"metrics.bleu.tokenize: '{tokenize}' needs a package that is not installed ({exc})"
+        ) from exc
+    except (OSError, SystemExit) as exc:  # an spm model not fetched (on SSL errors: sys.exit)
+        raise CouldNotEvaluate(
+            f"sacrebleu could not prepare the BLEU tokenizer '{tokenize}' ({exc}); the "
+            "flores/spm tokenizers download their model on first use"
+        ) from exc
 
 
 class BleuSide(ScoredSide):
@@ -70,12 +90,12 @@ class BleuSide(ScoredSide):
         return scores
 
 
-def bleu_scores(summed: FloatArray, *, effective_order: bool = False) -> FloatArray:
+def bleu_scores(summed: FloatArray, *, effective_order: bool = True) -> FloatArray:
     """sacrebleu's BLEU of each row of statistics [hyp_len, ref_len, correct_1..4, total_1..4],
-    with `BLEU()`'s defaults (exp smoothing, 4-grams): corpus BLEU, or with `effective_order`
-    sentence BLEU as `sacrebleu.sentence_bleu` computes it. All rows at once: the bootstrap needs
-    thousands, and sacrebleu's per-row Python was most of its time. Follows
-    `BLEU.compute_bleu` step by step; tests hold it to sacrebleu's own results.
+    with `BLEU()`'s defaults (exp smoothing, 4-grams) and effective order, as the corpus score
+    and `sacrebleu.sentence_bleu` compute it (without it, a missing order counts as zero). All
+    rows at once: the bootstrap needs thousands, and sacrebleu's per-row Python was most of its
+    time. Follows `BLEU.compute_bleu` step by step; tests hold it to sacrebleu's own results.
     """
     sys_len, ref_len = summed[:, 0], summed[:, 1]
     correct, total = summed[:, 2:6], summed[:, 6:10]
@@ -104,12 +124,29 @@ class Bleu(Metric):
     name: ClassVar[str] = "bleu"
     label: ClassVar[str] = "BLEU (0-100)"
 
+    def __init__(self, config: MetricConfig) -> None:
+        super().__init__(config)
+        #: None while `auto` waits for an eval set's references (the gate settles it first).
+        self.tokenize = None if config.tokenize in (None, "auto") else config.tokenize
+
     def prepare(self) -> None:
-        _corpus_bleu_metric()
+        _corpus_bleu_metric(self.tokenize or "13a")
+
+    def score(self, outputs: Sequence[Sequence[str]], references: Sequence[str]) -> ScoredSide:
+        """One eval set's scores; `auto` is settled from its references first."""
+        if self.tokenize is None:
+            chosen = auto_bleu_tokenizer(script_profile(references))
+            settled = Bleu(self.config.model_copy(update={"tokenize": chosen}))
+            return settled.score(outputs, references)
+        return super().score(outputs, references)
 
     def score_samples(self, hypotheses: Sequence[str], references: Sequence[str]) -> FloatArray:
-        """Each pair's sufficient statistics: [hyp_len, ref_len, correct_1..4, total_1..4]."""
-        corpus_metric = _corpus_bleu_metric()
+        """Each pair's sufficient statistics: [hyp_len, ref_len, correct_1..4, total_1..4].
+
+        An unsettled `auto` is settled from these references (the gate settles it per eval set
+        before scoring, languages.py)."""
+        tokenize = self.tokenize or auto_bleu_tokenizer(script_profile(references))
+        corpus_metric = _corpus_bleu_metric(tokenize)
         width = 2 + 2 * int(corpus_metric.max_ngram_order)
         if not hypotheses:
             return np.zeros((0, width), dtype=np.float64)
@@ -118,9 +155,9 @@ class Bleu(Metric):
 
     def side(self, rows: FloatArray, example_of: IndexArray, n_examples: int) -> BleuSide:
         per_sample_stats = np.rint(rows).astype(np.int64)  # counts, exact in float64
-        # Statistics do not depend on effective order, so the same rows give the sentence
-        # scores (eff:yes, as `sacrebleu.sentence_bleu`) and corpus BLEU (eff:no).
-        sentence_scores = bleu_scores(per_sample_stats.astype(np.float64), effective_order=True)
+        # The same rows give the sentence scores (as `sacrebleu.sentence_bleu`) and, summed,
+        # corpus BLEU; the score from statistics does not depend on the tokenizer.
+        sentence_scores = bleu_scores(per_sample_stats.astype(np.float64))
         stats = np.zeros((n_examples, per_sample_stats.shape[1]), dtype=np.int64)
         np.add.at(stats, example_of, per_sample_stats)
         return BleuSide(
@@ -131,7 +168,9 @@ class Bleu(Metric):
 
     @property
     def signature(self) -> str:
-        """sacrebleu's signature of the corpus score (per-example scores use eff:yes)."""
-        metric = _corpus_bleu_metric()
+        """sacrebleu's signature of the scores (`tok:auto` until an eval set settles it)."""
+        metric = _corpus_bleu_metric(self.tokenize or "13a")
         metric.num_refs = 1  # set by sacrebleu once references are read; ours is always one
+        if self.tokenize is None:
+            metric.tokenizer_signature = "auto"
         return str(metric.get_signature())

@@ -1,7 +1,8 @@
 """ROUGE-L F1 (Google's rouge-score, Porter stemmer), mean over samples and examples.
 
-rouge-score's default tokenizer keeps only [a-z0-9] after lowercasing, so text in other scripts
-scores 0; use the semantic metric for such prompts.
+rouge-score's default tokenizer keeps only [a-z0-9] after lowercasing, so text in any other
+script scored 0. `AllScriptsTokenizer` keeps every script: on ASCII text its tokens are the
+default tokenizer's, so English scores are unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +18,42 @@ from typing import Any, ClassVar
 import numpy as np
 
 from promptgate.metrics.base import FloatArray, Metric
+from promptgate.metrics.languages import UNSPACED_SCRIPTS
+
+_UNSPACED = "".join(rf"\p{{{script}}}" for script in UNSPACED_SCRIPTS)
+#: A character of an unspaced script with its combining marks, or a run of letters, marks and
+#: digits of any other script (a word: marks belong to it, as in Devanagari or vowelled Arabic).
+TOKEN_PATTERN = rf"[{_UNSPACED}]\p{{M}}*|(?:(?![{_UNSPACED}])[\p{{L}}\p{{M}}\p{{N}}])+"
+_ASCII_WORD = r"[a-z0-9]+"
+#: In the signature: which tokenizer made the tokens.
+TOKENIZER_NAME = "all-scripts"
+
+
+class AllScriptsTokenizer:
+    """rouge-score's tokenizer, for every script (a `RougeScorer(tokenizer=...)` object).
+
+    Lowercase; split Han, kana, Thai, Lao, Khmer and Myanmar per character (as ROUGE for Chinese
+    does; languages.py); keep words of letters, marks and digits in every other script; Porter-stem
+    ASCII words longer than 3 characters, as rouge-score does. On ASCII text the tokens are
+    exactly rouge-score's default tokenizer's: it replaces every character outside [a-z0-9] by a
+    space, stems, and keeps the [a-z0-9] tokens; a word here is such a run.
+    """
+
+    def __init__(self, stemmer: Any) -> None:
+        import regex
+
+        self._stemmer = stemmer
+        self._token = regex.compile(TOKEN_PATTERN)
+        self._ascii_word = regex.compile(_ASCII_WORD)
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens = self._token.findall(text.lower())
+        return [
+            self._stemmer.stem(token)
+            if len(token) > 3 and self._ascii_word.fullmatch(token)
+            else token
+            for token in tokens
+        ]
 
 
 class RougeL(Metric):
@@ -29,8 +66,12 @@ class RougeL(Metric):
         if self._scorer is None:
             _import_rouge_score()
             from rouge_score.rouge_scorer import RougeScorer
+            from rouge_score.tokenizers import DefaultTokenizer
 
-            self._scorer = RougeScorer(["rougeL"], use_stemmer=True)
+            # rouge-score's own stemmer (nltk's Porter, as its default tokenizer makes it):
+            # importing nltk.stem.porter here would import the whole of nltk.
+            stemmer = DefaultTokenizer(use_stemmer=True)._stemmer
+            self._scorer = RougeScorer(["rougeL"], tokenizer=AllScriptsTokenizer(stemmer))
         return self._scorer
 
     def prepare(self) -> None:
@@ -48,7 +89,7 @@ class RougeL(Metric):
 
     @property
     def signature(self) -> str:
-        return f"rouge-score:{version('rouge-score')}|rougeL|f1|stemmer:yes"
+        return f"rouge-score:{version('rouge-score')}|rougeL|f1|stemmer:yes|tok:{TOKENIZER_NAME}"
 
 
 def _import_rouge_score() -> None:

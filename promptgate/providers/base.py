@@ -7,7 +7,7 @@ import json
 from abc import ABC, abstractmethod
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from promptgate.config import ProviderConfig
 
@@ -28,10 +28,16 @@ class ChatRequest(BaseModel):
     max_tokens: int
     extra_params: tuple[tuple[str, float | int | str | bool], ...] = ()
     sample_index: int = 0
+    #: How many earlier examples of the eval set rendered this same request: set at temperature
+    #: > 0 only, so each example draws its own sample instead of sharing one with its repeats.
+    #: It enters the cache key (and so the runner's deduplication), never the API body.
+    repeat: int = Field(default=0, ge=0)
 
     def cache_key(self, provider_identity: str) -> str:
-        """Content address: provider, model, parameters, messages and sample index."""
-        payload = {"provider": provider_identity, **self.model_dump(mode="json")}
+        """Content address: provider, model, parameters, messages, sample index and, when not 0,
+        repeat (left out at 0, so every key from before it existed is unchanged)."""
+        exclude = {"repeat"} if self.repeat == 0 else None
+        payload = {"provider": provider_identity, **self.model_dump(mode="json", exclude=exclude)}
         canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

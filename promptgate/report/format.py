@@ -41,10 +41,20 @@ def format_interval(metric: str, low: float | None, high: float | None) -> str:
 
 
 def format_threshold(metric: str, result: MetricResult) -> str:
-    text = format_score(metric, -result.threshold)
+    """`−max_drop` where a drop was tested (not for an added prompt), and the floor if any."""
+    parts = [] if result.delta is None else [format_score(metric, -result.threshold)]
     if result.min is not None:
-        text += f", min {format_score(metric, result.min)}"
-    return text
+        parts.append(f"min {format_score(metric, result.min)}")
+    return ", ".join(parts) or "–"
+
+
+def status_words(result: MetricResult) -> str:
+    """`fail`, `pass`, or `pass (not significant)` for a drop beyond max_drop that the PR-level
+    test does not call significant: the table's numbers and the words agree."""
+    if result.status == "fail":
+        return "fail"
+    beyond = result.delta is not None and result.delta < -result.threshold
+    return "pass (not significant)" if beyond and result.significant is False else "pass"
 
 
 def confidence_label(report: Report) -> str:

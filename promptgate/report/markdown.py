@@ -28,12 +28,13 @@ from promptgate.report.format import (
     format_threshold,
     nothing_judged_line,
     short_sha,
+    status_words,
     stopped_early,
 )
 from promptgate.report.model import ExampleChange, Override, PromptReport, Report
 
 MARKER = "<!-- promptgate:report -->"
-STATUS_CELLS = {"pass": "✅ pass", "fail": "❌ fail"}
+STATUS_ICONS = {"pass": "✅", "fail": "❌"}
 
 # Per-output character limits for the side-by-side regressions: generous first, then short.
 OUTPUT_CHARS = (1500, 400)
@@ -156,7 +157,7 @@ def _metric_table(prompt: PromptReport, ci_label: str) -> str:
             format_score(name, result.delta, signed=True),
             format_interval(name, result.ci_low, result.ci_high),
             format_threshold(name, result),
-            STATUS_CELLS[result.status],
+            f"{STATUS_ICONS[result.status]} {status_words(result)}",
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -216,6 +217,7 @@ def _prompt_section(
         lines += ["", f"> ❌ {escape.inline(prompt.reason, 500)}"]
     if prompt.error:
         lines += ["", f"> ⚠️ {escape.inline(prompt.error, 1000)}"]
+    lines += [line for note in prompt.notes[:3] for line in ("", f"> ℹ️ {escape.inline(note, 500)}")]
     if prompt.failed_examples:
         ids = ", ".join(escape.inline(i, 60) for i in prompt.failed_examples[:10])
         more = len(prompt.failed_examples) - 10
@@ -296,9 +298,11 @@ def _footer(report: Report) -> str:
     gate = report.gate
     if gate is not None:
         facts = [
-            f"- {gate.confidence * 100:g}% paired bootstrap interval, "
+            f"- PR-level error rate {gate.error_rate * 100:g}%, Holm over {gate.tests} "
+            "one-sided metric test(s)",
+            f"- {gate.confidence * 100:g}% paired bootstrap interval shown, "
             f"{gate.bootstrap_resamples} resamples, seed {gate.seed}, "
-            f"{gate.samples} sample(s) per example and version"
+            f"{gate.samples} sample(s) per example and version",
         ]
         if gate.config_path or gate.config_hash:
             config = escape.inline(gate.config_path or "config", 200)

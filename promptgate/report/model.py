@@ -33,6 +33,26 @@ class MetricResult(Model):
     min: float | None = None
     status: Literal["pass", "fail"]
     reason: str | None = Field(default=None, description="why a metric failed, in words")
+    standard_error: float | None = Field(
+        default=None,
+        description="of the delta: the paired bootstrap's standard deviation x sqrt(n/(n-1))",
+    )
+    degrees_of_freedom: int | None = Field(default=None, description="of the t-test: n - 1")
+    p_value: float | None = Field(default=None, description="one-sided paired t-test of no drop")
+    p_adjusted: float | None = Field(
+        default=None, description="p_value Holm-adjusted over every metric the PR changes"
+    )
+    decision_level: float | None = Field(
+        default=None, description="the one-sided level this metric was tested at (Holm's step)"
+    )
+    decision_high: float | None = Field(
+        default=None,
+        description="upper end of the one-sided interval at decision_level: the interval used "
+        "for the decision (below 0: a significant drop)",
+    )
+    significant: bool | None = Field(
+        default=None, description="the drop is significant for the PR (p_adjusted <= error_rate)"
+    )
 
 
 class ExampleChange(BaseModel):
@@ -83,6 +103,16 @@ class PromptReport(Model):
         description="ids left out because a generation was given up (gate.max_failed_share)",
     )
     metrics: dict[str, MetricResult] = Field(default_factory=dict)
+    signatures: dict[str, str] = Field(
+        default_factory=dict,
+        description="each metric's signature as this prompt's eval set was scored (with "
+        "metrics.bleu.tokenize: auto, BLEU's tokenizer is chosen per eval set)",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="how the metrics read this eval set: mostly non-Latin references, or a BLEU "
+        "tokenizer that does not suit their script",
+    )
     top_regressions: list[ExampleChange] = Field(default_factory=list)
     baseline_hash: str | None = None
     candidate_hash: str | None = None
@@ -124,6 +154,8 @@ class GateInfo(Model):
 
     rule: str
     confidence: float
+    error_rate: float = Field(default=0.01, description="PR-level false-fail rate (Holm)")
+    tests: int = Field(default=0, description="(prompt, metric) tests the error rate covers")
     samples: int
     bootstrap_resamples: int
     seed: int

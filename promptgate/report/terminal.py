@@ -28,12 +28,13 @@ from promptgate.report.format import (
     format_threshold,
     nothing_judged_line,
     short_sha,
+    status_words,
 )
 from promptgate.report.model import PromptReport, Report
 
 VERDICT_STYLES = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}
 PROMPT_STYLES = {"pass": "green", "fail": "red", "new": "cyan", "removed": "dim", "error": "yellow"}
-STATUS_TEXT = {"pass": Text("pass", style="green"), "fail": Text("FAIL", style="bold red")}
+STATUS_STYLES = {"pass": "green", "fail": "bold red"}
 WORST_EXAMPLES = 3
 
 
@@ -121,7 +122,7 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
                 format_score(name, result.delta, signed=True),
                 format_interval(name, result.ci_low, result.ci_high),
                 format_threshold(name, result),
-                STATUS_TEXT[result.status],
+                Text(status_words(result).replace("fail", "FAIL"), STATUS_STYLES[result.status]),
             )
         console.print(table)
     if prompt.verdict == "fail":
