@@ -142,12 +142,13 @@ def decide(
 
 def control_pr_errors(prompts: Sequence[PromptReport], error_rate: float) -> int:
     """Decide every paired metric of the PR together (Holm at `error_rate`), in place; the
-    number of tests. Prompt verdicts are the caller's to derive from the statuses."""
+    number of tests. A metric identical on every example is no test. Prompt verdicts are the
+    caller's to derive from the statuses."""
     tested = [
         (prompt, name, result)
         for prompt in prompts
         for name, result in prompt.metrics.items()
-        if result.p_value is not None
+        if result.p_value is not None and not _identical(result)
     ]
     p_values = [result.p_value or 0.0 for _, _, result in tested]
     adjusted = holm_adjusted(p_values)
@@ -157,6 +158,12 @@ def control_pr_errors(prompts: Sequence[PromptReport], error_rate: float) -> int
             result, metric=name, p_adjusted=p_adjusted, level=level, error_rate=error_rate
         )
     return len(tested)
+
+
+def _identical(result: MetricResult) -> bool:
+    """Every example scored the same on both sides (a reformatted or renamed prompt at
+    temperature 0): no evidence either way, so it does not dilute the PR's other tests."""
+    return result.delta == 0 and result.standard_error == 0
 
 
 def _p(value: float | None) -> str:

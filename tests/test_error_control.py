@@ -145,3 +145,14 @@ def test_no_op_prs_fail_at_most_at_the_error_rate_however_many_metrics(tests_per
     assert failed / runs <= 0.013  # 1 % plus 3 standard errors of 10,000 draws
     if tests_per_pr == 60:
         assert failed_before / runs > 0.5
+
+
+def test_a_metric_identical_on_every_example_does_not_dilute_the_others() -> None:
+    """A reformatted prompt at temperature 0 scores the same everywhere: no test, so a drop on
+    another prompt is tested at error_rate / 1, not / 4."""
+    same = metric(0.0, 0.0)
+    prompts = [prompt("reformatted.txt", bleu=same, rougeL=same, semantic=same)]
+    prompts.append(prompt("a.txt", rougeL=metric(-0.06, 0.02)))  # t = -3.0, p about 0.002
+    assert control_pr_errors(prompts, error_rate=0.01) == 1
+    assert prompts[1].metrics["rougeL"].status == "fail"
+    assert prompts[0].metrics["bleu"].p_adjusted is None

@@ -110,10 +110,10 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
     if prompt.metrics:
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for column in ("  metric", "baseline", "candidate", "Δ", ci_label, "threshold", "status"):
-            justify: Literal["left", "right"] = (
-                "left" if column in ("  metric", "status") else "right"
-            )
-            table.add_column(column, justify=justify, no_wrap=True)
+            words = column in ("  metric", "status")
+            justify: Literal["left", "right"] = "left" if words else "right"
+            # Narrow terminals wrap the words, never cut a number.
+            table.add_column(column, justify=justify, no_wrap=not words)
         for name, result in prompt.metrics.items():
             table.add_row(
                 Text(f"  {name}"),
