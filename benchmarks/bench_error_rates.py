@@ -371,7 +371,8 @@ def failing_metrics(result: RunResult, max_drops: dict[str, float], error_rate: 
     """The metrics (of any prompt) that fail: delta < -max_drop and Holm-adjusted p <= rate."""
     from promptgate.error_control import holm_adjusted
 
-    tests = [test for test in result.tests if test[0] in max_drops]
+    # a metric identical on every example (delta 0, p 1) is no test (error_control.py)
+    tests = [t for t in result.tests if t[0] in max_drops and not (t[1] == 0 and t[2] == 1.0)]
     adjusted = holm_adjusted([p_value for _name, _delta, p_value in tests])
     return [
         name
