@@ -26,9 +26,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from promptgate.config import MetricConfig
-from promptgate.error_control import decide, one_sided_p_value
+from promptgate.error_control import decide, floor_reasons, one_sided_p_value
 from promptgate.metrics.base import FloatArray, IndexArray, ScoredSide
-from promptgate.report.format import format_score
 from promptgate.report.model import MetricResult
 
 #: Resample indices are drawn in blocks of at most this many cells, to bound memory.
@@ -97,7 +96,7 @@ def compare_metric(
 
     if baseline is None or candidate is None or base_score is None or cand_score is None:
         # Added, deleted or empty: no pairs to compare; only the floor can apply.
-        reasons = [] if candidate is None else _floor_reasons(cand_score, config, metric)
+        reasons = [] if candidate is None else floor_reasons(metric, cand_score, config.min)
         return MetricResult(
             baseline=base_score,
             candidate=cand_score,
@@ -134,15 +133,6 @@ def compare_metric(
     return decide(
         result, metric=metric, p_adjusted=p_value, level=error_rate, error_rate=error_rate
     )
-
-
-def _floor_reasons(candidate: float | None, config: MetricConfig, metric: str) -> list[str]:
-    if config.min is None or candidate is None or candidate >= config.min:
-        return []
-    return [
-        f"candidate {format_score(metric, candidate)} is below the floor min "
-        f"{format_score(metric, config.min)}"
-    ]
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -123,11 +123,7 @@ def decide(
             f"(upper bound {format_score(metric, decision_high, signed=True)} at level "
             f"{level:.2g})"
         )
-    if result.min is not None and result.candidate is not None and result.candidate < result.min:
-        reasons.append(
-            f"candidate {format_score(metric, result.candidate)} is below the floor min "
-            f"{format_score(metric, result.min)}"
-        )
+    reasons += floor_reasons(metric, result.candidate, result.min)
     return result.model_copy(
         update={
             "p_adjusted": p_adjusted,
@@ -158,6 +154,16 @@ def control_pr_errors(prompts: Sequence[PromptReport], error_rate: float) -> int
             result, metric=name, p_adjusted=p_adjusted, level=level, error_rate=error_rate
         )
     return len(tested)
+
+
+def floor_reasons(metric: str, candidate: float | None, floor: float | None) -> list[str]:
+    """Why `candidate` fails the metric's optional `min`, if it does."""
+    if floor is None or candidate is None or candidate >= floor:
+        return []
+    return [
+        f"candidate {format_score(metric, candidate)} is below the floor min "
+        f"{format_score(metric, floor)}"
+    ]
 
 
 def _identical(result: MetricResult) -> bool:

@@ -183,7 +183,7 @@ def generate(
     if not flat:
         return CallStats(), [], None, []
     provider = make_provider(config.provider)
-    scorer = Scorer(config.metrics, [_settled(plan, config).configs for plan in plans])
+    scorer = Scorer(config.metrics, [_settled(plan, config) for plan in plans])
 
     def score(index: int, text: str) -> None:
         slot = slots[index]
@@ -296,7 +296,7 @@ def _judge(
     )
     report.metrics = comparison.results
     report.signatures = scorer.plan_signatures(plan_index)
-    report.notes = _settled(plan, config).notes
+    report.notes = scorer.plan_notes(plan_index)
     # Every kept output is present; one list per side, built once.
     texts = {
         side: [[t or "" for t in plan.outputs[side][i]] for i in kept] for side in plan.sides()

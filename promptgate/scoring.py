@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from promptgate.config import GateSettings, MetricConfig
 from promptgate.errors import CouldNotEvaluate
+from promptgate.metrics.languages import Settled
 from promptgate.report.model import MetricResult, Side
 
 MetricConfigs = dict[str, MetricConfig]
@@ -144,9 +145,11 @@ class Scorer:
     Answers are batched per settings, so each reaches the worker with its own.
     """
 
-    def __init__(self, configs: MetricConfigs, plan_configs: Sequence[MetricConfigs] = ()) -> None:
+    def __init__(self, configs: MetricConfigs, settled: Sequence[Settled] = ()) -> None:
+        """`settled`: per plan, the settings its eval set settles and its notes (languages.py)."""
         self.configs = dict(configs)
-        self._plan_configs = [dict(settings) for settings in plan_configs]
+        self._plan_configs = [dict(plan.configs) for plan in settled]
+        self._plan_notes = [list(plan.notes) for plan in settled]
         self._plan_keys = [_settings_key(settings) for settings in self._plan_configs]
         self._key = _settings_key(self.configs)
         self._pool = scoring_pool()
@@ -200,6 +203,10 @@ class Scorer:
             for position, slot in enumerate(slots):
                 self._rows[slot] = {name: values[position] for name, values in rows.items()}
         self._batches = []
+
+    def plan_notes(self, plan: int) -> list[str]:
+        """What a reader of plan `plan`'s report should know about its text (its script)."""
+        return self._plan_notes[plan] if plan < len(self._plan_notes) else []
 
     def plan_signatures(self, plan: int) -> dict[str, str]:
         """Each metric's signature as plan `plan` was scored."""

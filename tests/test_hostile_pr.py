@@ -174,7 +174,7 @@ def _hostile_eval_set() -> str:
     )
 
 
-def _assert_inert(log: str, token_pattern_ok: bool = True) -> None:
+def _assert_inert(log: str) -> None:
     commands = acted_on(log)
     injected = [c for c in commands if "INJECTED" in c.data or "attacker" in c.data]
     assert injected == [], injected
