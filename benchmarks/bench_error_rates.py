@@ -2,7 +2,8 @@
 
     python benchmarks/bench_error_rates.py [--runs 200] [--n 60 200] [--sizes 0.02 0.05 0.1]
         [--bleu-max-drop 2.0] [--rougeL-max-drop 0.02] [--confidence 0.95] [--seed 1]
-        [--repeats 1 3] [--prompts 1 6 20] [--error-rate 0.01]
+        [--repeats 1 3] [--prompts 1 6 20] [--error-rate 0.01] [--samples 1 2 auto]
+        [--max-samples 4]
 
 The model is the test stub (tests/llm_stub.py) in noise mode, one stub process per worker: it
 restates the sentence on the prompt's last line, and at temperature T drops or replaces each word
@@ -22,7 +23,9 @@ the no-op rate there shows whether the gate treats repeats as independent draws.
 `--prompts 1 6 20` adds rows for PRs that reword K prompts at once (each prompt its own
 instruction, all on the same eval set); in a regressed PR only the first prompt regresses. The
 gate decides the PR as a whole (Holm over every prompt's metrics, `gate.error_rate`), so the
-no-op rate must stay at the error rate whatever K is.
+no-op rate must stay at the error rate whatever K is. `--samples 1 2 auto` adds rows for
+`gate.samples` (fixed, or adaptive up to --max-samples): the rate and the mean requests per PR
+show what adaptive sampling buys against a fixed number of samples.
 
 Printed:
 1. the gate as configured (defaults: the starter config's thresholds): per cell the runs that
@@ -93,12 +96,14 @@ class Cell:
     label: str  # "noop", "aa" (calibration A/A runs) or "reg"
     repeats: int = 1  # how often each input appears in the eval set (1: distinct inputs)
     prompts: int = 1  # prompts the PR rewords (in a regressed PR the first one regresses)
+    samples: str = "1"  # gate.samples: a number, or "auto"
 
     @property
     def key(self) -> str:
         repeated = f"-r{self.repeats}" if self.repeats > 1 else ""
         several = f"-k{self.prompts}" if self.prompts > 1 else ""
-        return f"{self.label}-n{self.n}-s{self.size:g}{repeated}{several}"
+        sampled = f"-x{self.samples}" if self.samples != "1" else ""
+        return f"{self.label}-n{self.n}-s{self.size:g}{repeated}{several}{sampled}"
 
     @property
     def examples(self) -> str:
@@ -108,6 +113,8 @@ class Cell:
             text += f" ({math.ceil(self.n / self.repeats)} inputs x{self.repeats})"
         if self.prompts > 1:
             text = f"{self.prompts} prompts x {text}"
+        if self.samples != "1":
+            text += f", samples {self.samples}"
         return text
 
 
@@ -122,6 +129,7 @@ class Settings:
     semantic_max_drop: float | None  # None: no semantic metric
     seed: int
     concurrency: int
+    max_samples: int = 4  # with samples: auto
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,10 @@ class RunResult:
     verdict: str
     #: the first prompt's metrics: metric -> (delta, ci_low, ci_high, status)
     metrics: dict[str, tuple[float, float, float, str]]
-    #: every prompt's metrics, the gate's tests: (metric, delta, one-sided p-value)
+    #: every prompt's metrics, the gate's tests: (metric, delta, the p-value Holm adjusts: the
+    #: one-sided p-value, or with samples: auto the sequential one)
     tests: tuple[tuple[str, float, float], ...] = ()
+    requests: int = 0  # generations the PR requested (both versions, every round)
 
 
 # -- the eval set and the prompts -------------------------------------------------------------
@@ -171,7 +181,7 @@ def prompt_path(prompt: int) -> str:
     return "prompts/a.txt" if prompt == 0 else f"prompts/p{prompt:02d}.txt"
 
 
-def config_text(base_url: str, settings: Settings) -> str:
+def config_text(base_url: str, settings: Settings, samples: str = "1") -> str:
     semantic = (
         f"  semantic: {{ max_drop: {settings.semantic_max_drop} }}\n"
         if settings.semantic_max_drop is not None
@@ -187,6 +197,8 @@ def config_text(base_url: str, settings: Settings) -> str:
         f"  rougeL: {{ max_drop: {settings.rouge_max_drop} }}\n"
         f"{semantic}"
         f"gate:\n  confidence: {settings.confidence}\n  error_rate: {settings.error_rate}\n"
+        f"  samples: {samples}\n"
+        + (f"  max_samples: {settings.max_samples}\n" if samples == "auto" else "")
     )
 
 
@@ -269,7 +281,7 @@ def _repo_for(cell: Cell) -> Path:
             for i, ref in enumerate(references)
         )
         builder = RepoBuilder(_worker["root"] / cell.key)
-        config = config_text(_worker["stub"].base_url, _worker["settings"])
+        config = config_text(_worker["stub"].base_url, _worker["settings"], cell.samples)
         prompts = range(cell.prompts)
         builder.commit(
             {"promptgate.yaml": config, "evals/a.jsonl": examples}
@@ -296,12 +308,14 @@ def _run_one(cell: Cell, run: int) -> RunResult:
             raise RuntimeError(f"{cell.key} run {run}: {prompt.error}")
         for name, m in prompt.metrics.items():
             assert m.delta is not None and m.p_value is not None
-            tests.append((name, m.delta, m.p_value))
+            tests.append((name, m.delta, m.p_value if m.p_sequential is None else m.p_sequential))
     metrics = {}
     for name, m in prompts[prompt_path(0)].metrics.items():
         assert m.delta is not None and m.ci_low is not None and m.ci_high is not None
         metrics[name] = (m.delta, m.ci_low, m.ci_high, m.status)
-    return RunResult(cell.key, run, result.report.verdict, metrics, tuple(tests))
+    return RunResult(
+        cell.key, run, result.report.verdict, metrics, tuple(tests), result.report.calls.requested
+    )
 
 
 def _calibrate_one(cell: Cell, run: int) -> CalibrationResult:
@@ -401,10 +415,10 @@ def print_table(
     print(f"\n{title}")
     header = (
         "| N | PR | size (target ROUGE-L drop) | q | measured ROUGE-L drop | runs | fails "
-        "| by metric | rate | 95% Wilson | target | met |"
+        "| by metric | rate | 95% Wilson | target | met | requests per PR |"
     )
     print(header)
-    print("|" + "|".join(["---"] * 12) + "|")
+    print("|" + "|".join(["---"] * 13) + "|")
     for cell in cells:
         runs = results[cell.key]
         max_drops = max_drops_for[cell.n]
@@ -429,7 +443,7 @@ def print_table(
         print(
             f"| {cell.examples} | {kind} | {size} | {strength} | {drop_text} | {len(runs)} "
             f"| {len(failed)} | {metric_text} | {rate:.1%} | {low:.1%}–{high:.1%} "
-            f"| {target} | {met} |"
+            f"| {target} | {met} | {statistics.fmean(r.requests for r in runs):.0f} |"
         )
 
 
@@ -479,6 +493,15 @@ def main() -> None:
         help="eval sets whose every input appears this many times (1: distinct inputs); "
         "one row per value and N",
     )
+    parser.add_argument(
+        "--samples",
+        nargs="+",
+        default=["1"],
+        help="gate.samples values, one row each: a number, or auto (adaptive)",
+    )
+    parser.add_argument(
+        "--max-samples", type=int, default=4, help="gate.max_samples for samples: auto"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--semantic", action="store_true", help="also the semantic metric (slow)")
     parser.add_argument("--semantic-max-drop", type=float, default=0.02)
@@ -496,6 +519,8 @@ def main() -> None:
         parser.error("--temperature must be > 0: at 0 the stub has no noise")
     if min(args.repeats) < 1:
         parser.error("--repeats must be at least 1 (1: every input once)")
+    if any(value != "auto" and not value.isdigit() for value in args.samples):
+        parser.error("--samples takes numbers and auto")
 
     started = time.perf_counter()
     settings = Settings(
@@ -508,6 +533,7 @@ def main() -> None:
         semantic_max_drop=args.semantic_max_drop if args.semantic else None,
         seed=args.seed,
         concurrency=args.concurrency,
+        max_samples=args.max_samples,
     )
     references = make_references(max(args.n), args.seed)
     # On the first STRENGTH_SENTENCES sentences whatever --n is, so q depends on the seed alone.
@@ -525,10 +551,12 @@ def main() -> None:
     )
 
     cells = []
-    for n, repeats, prompts in itertools.product(args.n, args.repeats, args.prompts):
-        cells.append(Cell(n, 0.0, 0.0, "noop", repeats, prompts))
+    for n, repeats, prompts, samples in itertools.product(
+        args.n, args.repeats, args.prompts, args.samples
+    ):
+        cells.append(Cell(n, 0.0, 0.0, "noop", repeats, prompts, samples))
         cells += [
-            Cell(n, size, strengths[size], "reg", repeats, prompts)
+            Cell(n, size, strengths[size], "reg", repeats, prompts, samples)
             for size in args.sizes
             if size > 0
         ]
@@ -570,7 +598,10 @@ def main() -> None:
         args.error_rate,
     )
 
-    if calibration:
+    # Thresholds re-applied after the fact hold for a fixed design only: under samples: auto
+    # max_drop also decided how many samples each PR drew.
+    fixed_cells = [cell for cell in cells if cell.samples != "auto"]
+    if calibration and fixed_cells:
         sized: dict[int, dict[str, float]] = {}
         print(
             "\nSized thresholds: `promptgate calibrate` (A/A run of the base prompt) suggests "
@@ -595,7 +626,7 @@ def main() -> None:
                 for n, d in sized.items()
             )
             + f", error rate {args.error_rate:g} (PR-level)",
-            cells,
+            fixed_cells,
             results,
             sized,
             args.error_rate,

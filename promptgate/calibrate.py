@@ -1,7 +1,8 @@
 """`promptgate calibrate`: an A/A run that measures how far each metric moves on noise alone.
 
 Every configured prompt at one ref is run twice against itself: `gate.samples` generations per
-example as the "baseline" and as many fresh ones (distinct cache keys) as the "candidate". The
+example (one with `auto`: its first round) as the "baseline" and as many fresh ones (distinct
+cache keys) as the "candidate". The
 paired bootstrap of that delta gives its standard error, which is what a no-op PR sees too.
 
 The gate fails a metric when its mean delta < -max_drop (and the interval is below 0). On a no-op
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptgate.config import Config
 from promptgate.errors import BadInput, CouldNotEvaluate
-from promptgate.gate import ProgressStart, generate, plan_request
+from promptgate.gate import plan_request
+from promptgate.generation import ProgressStart, generate
 from promptgate.plan import PromptPlan
 from promptgate.report.format import decimals
 from promptgate.report.model import CallStats, Side
@@ -92,7 +94,7 @@ def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) ->
         ref=ref,
         sha=rng.head_sha,
         config_path=gate_config.path,
-        samples=config.gate.samples,
+        samples=config.gate.first_samples,
         confidence=config.gate.confidence,
         provider=config.provider.kind,
         model=config.provider.model,
@@ -109,7 +111,7 @@ def calibrate(request: GateRequest, *, progress: ProgressStart | None = None) ->
 
 def _split(plan: PromptPlan, config: Config) -> PromptPlan:
     """Both sides are the same prompt; the candidate's samples get their own cache keys."""
-    shift = config.gate.samples
+    shift = config.gate.first_samples
     plan.requests["candidate"] = [
         [r.model_copy(update={"sample_index": r.sample_index + shift}) for r in samples]
         for samples in plan.requests["candidate"]
@@ -120,7 +122,8 @@ def _split(plan: PromptPlan, config: Config) -> PromptPlan:
 def _measure(plan: PromptPlan, index: int, scorer: Scorer, config: Config) -> PromptNoise:
     examples = range(len(plan.examples))
     sides: dict[Side, SideRows] = {
-        side: scorer.side_rows(index, side, examples, config.gate.samples) for side in plan.sides()
+        side: scorer.side_rows(index, side, examples, config.gate.first_samples)
+        for side in plan.sides()
     }
     measured = {
         name: noise_figures(

@@ -115,7 +115,18 @@ class GateSettings(Strict):
         description="The share of PRs with no real change that may fail the gate: Holm's "
         "step-down over the one-sided tests of every (prompt, metric) the PR changes holds it.",
     )
-    samples: int = Field(default=1, ge=1, le=50)
+    samples: int | Literal["auto"] = Field(
+        default=1,
+        description="Generations per example and version; `auto`: one, then more rounds for a "
+        "prompt whose metric is still undecided (temperature > 0 only), up to max_samples.",
+    )
+    max_samples: int = Field(
+        default=4,
+        ge=2,
+        le=20,
+        description="With samples: auto, the most generations per example and version: the "
+        "looks the PR's error rate is spread over (sequential.py).",
+    )
     bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
     seed: int = Field(default=20240601, ge=0, description="Bootstrap seed (numpy: non-negative).")
     top_regressions: int = Field(default=3, ge=0, le=50)
@@ -140,6 +151,34 @@ class GateSettings(Strict):
         "`warn` reports it with its counts; `fail` also makes its verdict `fail`, so the change "
         "needs the override label.",
     )
+
+    @field_validator("samples", mode="before")
+    @classmethod
+    def _samples_value(cls, value: object) -> object:
+        """One message for every bad value (a union would report each of its members)."""
+        if value == "auto":
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 50:
+            return value
+        raise ValueError("samples is a whole number from 1 to 50, or auto")
+
+    @model_validator(mode="after")
+    def _max_samples_with_auto(self) -> GateSettings:
+        if "max_samples" in self.model_fields_set and self.samples != "auto":
+            raise ValueError(
+                "gate.max_samples bounds `samples: auto`; with a fixed number of samples it has "
+                "no effect: remove it, or set samples: auto"
+            )
+        return self
+
+    @property
+    def adaptive(self) -> bool:
+        return self.samples == "auto"
+
+    @property
+    def first_samples(self) -> int:
+        """Generations per example and version in the first round (all of them unless auto)."""
+        return 1 if self.samples == "auto" else self.samples
 
 
 class MlflowConfig(Strict):

@@ -10,7 +10,8 @@ the family-wise error at `gate.error_rate` whatever the number of tests and howe
 correlate; the smallest level it tests at, error_rate / m, is far in the tail, where the normal
 approximation understates small samples (measured: 1.3 % of no-op 6-prompt PRs at N = 60 with
 it). A metric fails when that test rejects and the mean drop is beyond `max_drop`, or when the
-candidate is below `min`.
+candidate is below `min`. Under adaptive sampling Holm runs on each metric's sequential
+p-value instead (sequential.py), and the last look is tested at its share of Holm's level.
 
 The standard library only: this runs in the gate's process, which imports no numpy.
 """
@@ -116,12 +117,17 @@ def decide(
     decision_high = delta + quantile * standard_error
     reasons = []
     if significant and delta < -result.threshold:
+        sequential = (
+            f" after {len(result.looks)} looks (sequential p {_p(result.p_sequential)})"
+            if len(result.looks) > 1
+            else ""
+        )
         reasons.append(
             f"mean delta {format_score(metric, delta, signed=True)} is below "
             f"{format_score(metric, -result.threshold)} (max_drop) and significant for the PR: "
-            f"one-sided p {_p(result.p_value)}, Holm-adjusted {_p(p_adjusted)} ≤ {error_rate:g} "
-            f"(upper bound {format_score(metric, decision_high, signed=True)} at level "
-            f"{level:.2g})"
+            f"one-sided p {_p(result.p_value)}{sequential}, Holm-adjusted {_p(p_adjusted)} ≤ "
+            f"{error_rate:g} (upper bound {format_score(metric, decision_high, signed=True)} at "
+            f"level {level:.2g})"
         )
     reasons += floor_reasons(metric, result.candidate, result.min)
     return result.model_copy(
@@ -146,14 +152,23 @@ def control_pr_errors(prompts: Sequence[PromptReport], error_rate: float) -> int
         for name, result in prompt.metrics.items()
         if result.p_value is not None and not _identical(result)
     ]
-    p_values = [result.p_value or 0.0 for _, _, result in tested]
+    p_values = [_tested_p_value(result) for _, _, result in tested]
     adjusted = holm_adjusted(p_values)
     levels = holm_levels(p_values, error_rate)
     for (prompt, name, result), p_adjusted, level in zip(tested, adjusted, levels, strict=True):
+        # Under adaptive sampling the last look may spend only its share (sequential.py).
+        share = result.looks[-1].share if result.looks else 1.0
         prompt.metrics[name] = decide(
-            result, metric=name, p_adjusted=p_adjusted, level=level, error_rate=error_rate
+            result, metric=name, p_adjusted=p_adjusted, level=level * share, error_rate=error_rate
         )
     return len(tested)
+
+
+def _tested_p_value(result: MetricResult) -> float:
+    """What Holm adjusts: the sequential p-value over the looks, or the one look's."""
+    if result.p_sequential is not None:
+        return result.p_sequential
+    return result.p_value or 0.0
 
 
 def floor_reasons(metric: str, candidate: float | None, floor: float | None) -> list[str]:

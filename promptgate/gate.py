@@ -5,11 +5,10 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptgate.cache import default_cache_path, open_cache
 from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
 from promptgate.config import GATE_RULE, Config
 from promptgate.dataset import Example
@@ -17,29 +16,26 @@ from promptgate.error_control import control_pr_errors
 from promptgate.errors import ExitCode
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.gate_config import GateConfig, load_gate_config
-from promptgate.metrics.languages import Settled, settle_metrics
+from promptgate.generation import Generation, ProgressStart, plan_slots
 from promptgate.plan import PromptPlan, plan_prompt
-from promptgate.providers import import_client_in_background, make_provider
-from promptgate.providers.base import ChatRequest, Provider
+from promptgate.providers import import_client_in_background
+from promptgate.providers.base import ChatRequest
 from promptgate.report.format import dataset_change_counts
 from promptgate.report.model import (
-    CallStats,
     ExampleChange,
     GateInfo,
     GitSide,
     PromptReport,
     PromptVerdict,
     Report,
+    SamplingRound,
     Side,
     Verdict,
 )
 from promptgate.request import GateRequest
-from promptgate.runner import AnswerCallback, run_requests_sync
 from promptgate.scoring import Scorer, Slot
+from promptgate.sequential import SEQUENTIAL_RULE, is_undecided, with_look
 from promptgate.tracking import log_gate_run, prepare_in_background, resolve_tracking_uri
-
-ProgressStart = Callable[[int], Callable[[int], None]]
-"""Called with the number of requests; returns the per-completion callback (done count)."""
 
 
 @dataclass
@@ -124,16 +120,29 @@ def evaluate(
     def prepare_tracking() -> None:
         prepare_in_background(config.mlflow, tracking_uri)
 
-    calls, failures, scorer, warnings = generate(
+    with Generation(
         plans,
         config,
         request,
         planned.repo_root,
         progress,
         prepare_tracking if publishing else None,
-    )
-    evaluations = [_judge(plan, index, scorer, config) for index, plan in enumerate(plans)]
-    tests = _settle_verdicts([e.report for e in evaluations], config)
+    ) as generation:
+        generation.run(plan_slots(plans))
+        evaluations = [
+            _judge(plan, index, generation.scorer, config) for index, plan in enumerate(plans)
+        ]
+        tests = _settle_verdicts([e.report for e in evaluations], config)
+        rounds = 1
+        _record_round(evaluations, plans, range(len(plans)), config)
+        while more := [i for i, e in enumerate(evaluations) if _wants_more(plans[i], e, config)]:
+            generation.run([Slot(i, *position) for i in more for position in plans[i].add_sample()])
+            for i in more:
+                evaluations[i] = _judge(plans[i], i, generation.scorer, config, evaluations[i])
+            tests = _settle_verdicts([e.report for e in evaluations], config)
+            rounds += 1
+            _record_round(evaluations, plans, more, config)
+    calls, failures, scorer = generation.stats, generation.failures, generation.scorer
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
         base=GitSide(ref=rng.base_ref, sha=rng.base_sha),
@@ -142,9 +151,9 @@ def evaluate(
         config_changes=gate_config.changes,
         prompts=[e.report for e in evaluations],
         calls=calls,
-        gate=_gate_info(gate_config, scorer.signatures() if scorer else {}, tests),
+        gate=_gate_info(gate_config, scorer.signatures() if scorer else {}, tests, rounds),
         errors=failures,
-        warnings=warnings,
+        warnings=generation.warnings,
         pr_number=request.pr_number,
     )
     return GateResult(report, evaluations, config, tracking_uri)
@@ -156,94 +165,48 @@ def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:
     return "fail" if "fail" in prompt_verdicts else "pass"
 
 
-def generate(
-    plans: list[PromptPlan],
-    config: Config,
-    request: GateRequest,
-    repo_root: Path,
-    progress: ProgressStart | None = None,
-    while_calling: Callable[[], None] | None = None,
-) -> tuple[CallStats, list[str], Scorer | None, list[str]]:
-    """Make every plan's calls, fill its outputs, and have each answer scored as it arrives.
-
-    The provider loads first, so the first request waits on nothing; the scoring worker then
-    starts, importing the metric libraries while calls are in flight (scoring.py), and
-    `while_calling` runs as the calls start. Returns the call counts, the calls given up, the
-    scorer with every answer's rows (None when there was nothing to call), and warnings (a cache
-    that was not trusted).
-    """
-    flat: list[ChatRequest] = []
-    slots: list[Slot] = []
-    for index, plan in enumerate(plans):
-        for side in plan.sides():
-            for example, samples in enumerate(plan.requests[side]):
-                for sample, chat in enumerate(samples):
-                    flat.append(chat)
-                    slots.append(Slot(index, side, example, sample))
-    if not flat:
-        return CallStats(), [], None, []
-    provider = make_provider(config.provider)
-    scorer = Scorer(config.metrics, [_settled(plan, config) for plan in plans])
-
-    def score(index: int, text: str) -> None:
-        slot = slots[index]
-        scorer.add(slot, text, plans[slot.plan].examples[slot.example].expected)
-
-    if while_calling is not None:
-        while_calling()
-    outputs, calls, failures, warnings = _generate(
-        flat, provider, config, request, repo_root, progress, score
+def _wants_more(plan: PromptPlan, evaluation: PromptEvaluation, config: Config) -> bool:
+    """Under samples: auto, whether the prompt gets another round (sequential.py)."""
+    report = evaluation.report
+    return (
+        config.gate.adaptive
+        and plan.sampled
+        and 0 < plan.samples < config.gate.max_samples
+        and report.verdict in ("pass", "new")
+        and any(is_undecided(result) for result in report.metrics.values())
     )
-    _distribute(plans, outputs)
-    scorer.finish()
-    return calls, failures, scorer, warnings
 
 
-def _generate(
-    requests: list[ChatRequest],
-    provider: Provider,
+def _record_round(
+    evaluations: list[PromptEvaluation],
+    plans: list[PromptPlan],
+    judged: Iterable[int],
     config: Config,
-    request: GateRequest,
-    repo_root: Path,
-    progress: ProgressStart | None,
-    on_answer: AnswerCallback,
-) -> tuple[list[str | None], CallStats, list[str], list[str]]:
-    cache, warnings = None, []
-    if request.use_cache:
-        cache, problem = open_cache(request.cache_path or default_cache_path(repo_root), repo_root)
-        warnings += [problem] if problem else []
-    try:
-        outcome = run_requests_sync(
-            requests,
-            provider,
-            cache,
-            concurrency=config.provider.concurrency,
-            max_retries=config.provider.max_retries,
-            on_progress=progress(len(requests)) if progress else None,
-            on_answer=on_answer,
-            cache_only=request.cache_only,
-        )
-    finally:
-        if cache is not None:
-            cache.close()
-    return outcome.outputs, outcome.stats, outcome.failures, warnings
-
-
-def _distribute(plans: list[PromptPlan], outputs: list[str | None]) -> None:
-    """Hand the flat list of outputs back to each plan, in the order the requests were made."""
-    position = 0
-    for plan in plans:
-        for side in plan.sides():
-            per_example = []
-            for samples in plan.requests[side]:
-                per_example.append(outputs[position : position + len(samples)])
-                position += len(samples)
-            plan.outputs[side] = per_example
+) -> None:
+    """Under samples: auto, the round each judged prompt just had, and what it left undecided."""
+    if not config.gate.adaptive:
+        return
+    for index in judged:
+        plan, report = plans[index], evaluations[index].report
+        if plan.examples and plan.sampled:
+            report.rounds.append(
+                SamplingRound(
+                    samples=plan.samples,
+                    requests=len(plan.sides()) * len(plan.examples),
+                    undecided=[n for n, r in report.metrics.items() if is_undecided(r)],
+                )
+            )
 
 
 def _judge(
-    plan: PromptPlan, plan_index: int, scorer: Scorer | None, config: Config
+    plan: PromptPlan,
+    plan_index: int,
+    scorer: Scorer | None,
+    config: Config,
+    previous: PromptEvaluation | None = None,
 ) -> PromptEvaluation:
+    """The prompt's figures from every answer it has; `previous`: its evaluation at the last
+    round (adaptive sampling), whose looks and rounds it continues."""
     change = plan.change
     report = PromptReport(
         path=change.path,
@@ -258,6 +221,8 @@ def _judge(
         candidate_hash=plan.candidate.hash if plan.candidate else None,
         model=plan.model_of("candidate" if plan.candidate else "baseline", config),
         diff=_unified_diff(plan),
+        samples=plan.samples or None,
+        rounds=list(previous.report.rounds) if previous else [],
     )
     evaluation = PromptEvaluation(
         report=report,
@@ -288,13 +253,16 @@ def _judge(
 
     assert scorer is not None  # a plan with examples had calls, so the scorer exists
     comparison = scorer.compare(
-        {
-            side: scorer.side_rows(plan_index, side, kept, config.gate.samples)
-            for side in plan.sides()
-        },
+        {side: scorer.side_rows(plan_index, side, kept, plan.samples) for side in plan.sides()},
         config.gate,
     )
     report.metrics = comparison.results
+    if config.gate.adaptive and plan.sampled:
+        earlier = previous.report.metrics if previous else {}
+        report.metrics = {
+            name: with_look(result, earlier.get(name), plan.samples, config.gate.max_samples)
+            for name, result in report.metrics.items()
+        }
     report.signatures = scorer.plan_signatures(plan_index)
     report.notes = scorer.plan_notes(plan_index)
     # Every kept output is present; one list per side, built once.
@@ -327,11 +295,6 @@ def _settle_verdicts(prompts: list[PromptReport], config: Config) -> int:
                 f"and the base config sets gate.on_dataset_change: fail{accept}"
             )
     return tests
-
-
-def _settled(plan: PromptPlan, config: Config) -> Settled:
-    """The metric settings its eval set's references settle (`auto`), and notes on its script."""
-    return settle_metrics(config.metrics, [example.expected for example in plan.examples])
 
 
 def _settings(requests: list[list[ChatRequest]]) -> GenerationSettings:
@@ -398,14 +361,20 @@ def _unified_diff(plan: PromptPlan) -> str | None:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def _gate_info(gate_config: GateConfig, signatures: dict[str, str], tests: int) -> GateInfo:
+def _gate_info(
+    gate_config: GateConfig, signatures: dict[str, str], tests: int, rounds: int
+) -> GateInfo:
     config = gate_config.config
+    adaptive = config.gate.adaptive
     return GateInfo(
-        rule=GATE_RULE,
+        rule=f"{GATE_RULE} {SEQUENTIAL_RULE}" if adaptive else GATE_RULE,
         confidence=config.gate.confidence,
         error_rate=config.gate.error_rate,
         tests=tests,
-        samples=config.gate.samples,
+        samples=config.gate.first_samples,
+        adaptive=adaptive,
+        max_samples=config.gate.max_samples if adaptive else None,
+        rounds=rounds,
         bootstrap_resamples=config.gate.bootstrap_resamples,
         seed=config.gate.seed,
         config_path=gate_config.path,

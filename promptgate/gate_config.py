@@ -113,6 +113,8 @@ def _loosens(setting: str, base: Any, head: Any) -> bool:
         return bool(head < base)
     if setting == "gate.confidence" and numeric:
         return bool(head > base)  # a wider interval reaches below zero less often
+    if setting == "gate.error_rate" and numeric:
+        return bool(head < base)  # a lower error rate needs stronger evidence to fail
     if setting == "gate.on_dataset_change":
         return bool(base == "fail" and head != "fail")
     return False

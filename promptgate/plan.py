@@ -39,6 +39,31 @@ class PromptPlan:
     def sides(self) -> list[Side]:
         return [side for side in ("baseline", "candidate") if side in self.requests]
 
+    @property
+    def samples(self) -> int:
+        """Generations per example and version the plan holds (0 without examples)."""
+        for side in self.sides():
+            if self.requests[side]:
+                return len(self.requests[side][0])
+        return 0
+
+    @property
+    def sampled(self) -> bool:
+        """Whether its answers are drawn at temperature > 0, so another sample differs."""
+        return any(
+            samples[0].temperature > 0 for side in self.sides() for samples in self.requests[side]
+        )
+
+    def add_sample(self) -> list[tuple[Side, int, int]]:
+        """One more generation for every example on each side (adaptive sampling): where
+        each new request sits, as (side, example, sample)."""
+        added = []
+        for side in self.sides():
+            for example, samples in enumerate(self.requests[side]):
+                samples.append(samples[0].model_copy(update={"sample_index": len(samples)}))
+                added.append((side, example, len(samples) - 1))
+        return added
+
     def model_of(self, side: Side, config: Config) -> str:
         template = self.baseline if side == "baseline" else self.candidate
         return (template.model if template and template.model else None) or config.provider.model
@@ -215,5 +240,5 @@ def _requests_for(
         seen[first] += 1
     return [
         first.model_copy(update={"sample_index": sample, "repeat": repeat})
-        for sample in range(config.gate.samples)
+        for sample in range(config.gate.first_samples)
     ]

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from promptgate.cache import ResponseCache, default_cache_path, open_cache
 from promptgate.changes import open_repo, resolve_range
 from promptgate.errors import BadInput, CouldNotEvaluate
-from promptgate.gate import ProgressStart, plan_request, write_atomically
+from promptgate.gate import plan_request, write_atomically
+from promptgate.generation import ProgressStart
 from promptgate.plan import PromptPlan
 from promptgate.providers import make_provider
 from promptgate.providers.base import ChatRequest
@@ -74,6 +75,12 @@ def run_shard(
     """Make the calls of this shard's pairs into `directory`/cache.sqlite3; write its manifest."""
     planned = plan_request(request)
     rng, config = planned.rng, planned.gate_config.config
+    if config.gate.adaptive:
+        raise BadInput(
+            "gate.samples: auto decides after each round of calls whether to draw more, which "
+            "shards made ahead of the merge cannot; set a fixed gate.samples for a sharded run",
+            file=planned.gate_config.path,
+        )
     pairs = [(plan, example) for plan in planned.plans for example in range(len(plan.examples))]
     mine = [pairs[i] for i in shard_slice(len(pairs), shard)]
     requests = _requests(mine)

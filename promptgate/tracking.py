@@ -406,7 +406,10 @@ def _parent_params(report: Report) -> dict[str, object]:
     if gate is not None:
         params |= {
             "gate.confidence": gate.confidence,
-            "gate.samples": gate.samples,
+            "gate.samples": "auto" if gate.adaptive else gate.samples,
+            "gate.max_samples": gate.max_samples,
+            "gate.rounds": gate.rounds if gate.adaptive else None,
+            "gate.error_rate": gate.error_rate,
             "gate.bootstrap_resamples": gate.bootstrap_resamples,
             "gate.seed": gate.seed,
             "gate.config_path": gate.config_path,
@@ -467,6 +470,7 @@ def _log_child(
         "prompt.change": prompt.change,
         "dataset": prompt.dataset,
         "examples": prompt.examples,
+        "samples": prompt.samples,
         "provider": report.gate.provider if report.gate else None,
         "model": generation.model if generation else prompt.model,
     }

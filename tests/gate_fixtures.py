@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from gitrepo import RepoBuilder
 from llm_stub import LLMStub
 
@@ -100,3 +103,12 @@ class PromptRepo:
         )
         code = execute(request)
         return GateRun(code, Report.model_validate_json(report_path.read_text()))
+
+
+@contextmanager
+def noisy_stub(monkeypatch: pytest.MonkeyPatch, salt: str) -> Iterator[LLMStub]:
+    """The LLM stub in noise mode (sampling noise 0.3 per word at temperature 1), its noise
+    drawn from `salt`, with the API key in the environment."""
+    monkeypatch.setenv(API_KEY_ENV, API_KEY)
+    with LLMStub(api_key=API_KEY, sampling_noise=0.3, noise_salt=salt) as server:
+        yield server

@@ -118,3 +118,13 @@ def test_a_pr_config_that_does_not_parse_or_is_deleted_is_a_change() -> None:
     assert broken.setting == "promptgate.yaml" and str(broken.head).startswith("invalid: ")
     (deleted,) = config_changes(base, None, "promptgate.yaml")
     assert deleted.head == "deleted by this PR"
+
+
+def test_a_lower_error_rate_loosens_the_gate_and_a_higher_one_does_not() -> None:
+    from promptgate.gate_config import config_changes
+
+    base = parse_config(MINIMAL + "gate:\n  error_rate: 0.01\n")
+    for head_rate, loosens in ((0.001, True), (0.05, False)):
+        head = MINIMAL + f"gate:\n  error_rate: {head_rate}\n"
+        [change] = config_changes(base, head, "promptgate.yaml")
+        assert (change.setting, change.loosens) == ("gate.error_rate", loosens)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gate_fixtures import API_KEY, API_KEY_ENV, config_yaml
+from gate_fixtures import config_yaml, noisy_stub
 from gitrepo import RepoBuilder
 from llm_stub import LLMStub
 from typer.testing import CliRunner
@@ -49,8 +49,7 @@ def eval_set(texts: list[str]) -> str:
 
 @pytest.fixture
 def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[LLMStub]:
-    monkeypatch.setenv(API_KEY_ENV, API_KEY)
-    with LLMStub(api_key=API_KEY, sampling_noise=0.3, noise_salt="repeats") as server:
+    with noisy_stub(monkeypatch, "repeats") as server:
         yield server
 
 

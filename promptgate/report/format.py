@@ -106,3 +106,19 @@ def calls_summary(calls: CallStats, separator: str = ", ") -> str:
     if calls.skipped:
         parts.append(f"{calls.skipped} not sent after a fatal error")
     return separator.join(parts)
+
+
+def sampling_summary(prompt: PromptReport) -> str | None:
+    """Under samples: auto, how many generations the prompt took and why it stopped."""
+    if not prompt.rounds:
+        return None
+    rounds = len(prompt.rounds)
+    requests = sum(entry.requests for entry in prompt.rounds)
+    text = (
+        f"adaptive sampling: {prompt.samples} sample(s) per example and version, "
+        f"{rounds} round{'s' if rounds != 1 else ''}, {requests} requests"
+    )
+    undecided = prompt.rounds[-1].undecided
+    if undecided and prompt.verdict in ("pass", "new"):
+        text += f"; still undecided at gate.max_samples: {', '.join(undecided)}"
+    return text

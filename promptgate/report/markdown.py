@@ -27,11 +27,13 @@ from promptgate.report.format import (
     format_score,
     format_threshold,
     nothing_judged_line,
+    sampling_summary,
     short_sha,
     status_words,
     stopped_early,
 )
 from promptgate.report.model import ExampleChange, Override, PromptReport, Report
+from promptgate.sequential import SEQUENTIAL_RULE
 
 MARKER = "<!-- promptgate:report -->"
 STATUS_ICONS = {"pass": "✅", "fail": "❌"}
@@ -218,6 +220,9 @@ def _prompt_section(
     if prompt.error:
         lines += ["", f"> ⚠️ {escape.inline(prompt.error, 1000)}"]
     lines += [line for note in prompt.notes[:3] for line in ("", f"> ℹ️ {escape.inline(note, 500)}")]
+    sampling = sampling_summary(prompt)
+    if sampling:
+        lines += ["", f"🎲 {escape.inline(sampling, 300)}"]
     if prompt.failed_examples:
         ids = ", ".join(escape.inline(i, 60) for i in prompt.failed_examples[:10])
         more = len(prompt.failed_examples) - 10
@@ -294,15 +299,21 @@ def _run_and_calls(report: Report) -> str:
 
 
 def _footer(report: Report) -> str:
-    lines = ["---", "<details><summary>How this gate decides</summary>", "", GATE_RULE]
     gate = report.gate
+    rule = f"{GATE_RULE} {SEQUENTIAL_RULE}" if gate is not None and gate.adaptive else GATE_RULE
+    lines = ["---", "<details><summary>How this gate decides</summary>", "", rule]
     if gate is not None:
+        samples = (
+            f"adaptive sampling, {gate.samples} to {gate.max_samples} samples per example and "
+            f"version ({gate.rounds} round{'s' if gate.rounds != 1 else ''})"
+            if gate.adaptive
+            else f"{gate.samples} sample(s) per example and version"
+        )
         facts = [
             f"- PR-level error rate {gate.error_rate * 100:g}%, Holm over {gate.tests} "
             "one-sided metric test(s)",
             f"- {gate.confidence * 100:g}% paired bootstrap interval shown, "
-            f"{gate.bootstrap_resamples} resamples, seed {gate.seed}, "
-            f"{gate.samples} sample(s) per example and version",
+            f"{gate.bootstrap_resamples} resamples, seed {gate.seed}, {samples}",
         ]
         if gate.config_path or gate.config_hash:
             config = escape.inline(gate.config_path or "config", 200)

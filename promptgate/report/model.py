@@ -23,6 +23,14 @@ class GitSide(Model):
     sha: str
 
 
+class Look(Model):
+    """One look at a metric under adaptive sampling (gate.samples: auto, sequential.py)."""
+
+    samples: int = Field(description="generations per example and version at this look")
+    p_value: float = Field(description="the look's one-sided paired t-test of no drop")
+    share: float = Field(description="the share of the error rate this look may spend")
+
+
 class MetricResult(Model):
     baseline: float | None = Field(description="null for an added prompt")
     candidate: float | None = Field(description="null for a deleted prompt")
@@ -53,6 +61,14 @@ class MetricResult(Model):
     significant: bool | None = Field(
         default=None, description="the drop is significant for the PR (p_adjusted <= error_rate)"
     )
+    looks: list[Look] = Field(
+        default_factory=list,
+        description="with samples: auto, each look at this metric, the last one's figures above",
+    )
+    p_sequential: float | None = Field(
+        default=None,
+        description="with samples: auto, min over looks of p_value / share: what Holm adjusts",
+    )
 
 
 class ExampleChange(BaseModel):
@@ -80,6 +96,16 @@ class DatasetDiff(Model):
     @property
     def examples_changed(self) -> int:
         return self.added + self.removed + self.reference_changed + self.vars_changed
+
+
+class SamplingRound(Model):
+    """One round of generations for a prompt under adaptive sampling."""
+
+    samples: int = Field(description="generations per example and version after this round")
+    requests: int = Field(description="requests this round added, both versions")
+    undecided: list[str] = Field(
+        default_factory=list, description="metrics still undecided after this round"
+    )
 
 
 class PromptReport(Model):
@@ -114,6 +140,12 @@ class PromptReport(Model):
         "tokenizer that does not suit their script",
     )
     top_regressions: list[ExampleChange] = Field(default_factory=list)
+    samples: int | None = Field(
+        default=None, description="generations per example and version that were scored"
+    )
+    rounds: list[SamplingRound] = Field(
+        default_factory=list, description="with samples: auto, each round of generations"
+    )
     baseline_hash: str | None = None
     candidate_hash: str | None = None
     model: str | None = None
@@ -156,7 +188,10 @@ class GateInfo(Model):
     confidence: float
     error_rate: float = Field(default=0.01, description="PR-level false-fail rate (Holm)")
     tests: int = Field(default=0, description="(prompt, metric) tests the error rate covers")
-    samples: int
+    samples: int = Field(description="generations per example and version (first round)")
+    adaptive: bool = Field(default=False, description="gate.samples: auto")
+    max_samples: int | None = Field(default=None, description="with samples: auto, the most")
+    rounds: int = Field(default=1, description="rounds of generations the run took")
     bootstrap_resamples: int
     seed: int
     config_path: str | None

@@ -27,6 +27,7 @@ from promptgate.report.format import (
     format_score,
     format_threshold,
     nothing_judged_line,
+    sampling_summary,
     short_sha,
     status_words,
 )
@@ -99,6 +100,9 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
         console.print(Text(f"  the eval set changed in this PR{counts}{ruled}", style="yellow"))
     if prompt.error:
         console.print(Text(f"  {prompt.error}", style="yellow"))
+    sampling = sampling_summary(prompt)
+    if sampling:
+        console.print(Text(f"  {sampling}", style="dim"))
     if prompt.failed_examples:
         console.print(
             Text(
