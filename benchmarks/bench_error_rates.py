@@ -48,6 +48,7 @@ import argparse
 import itertools
 import math
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -256,6 +257,10 @@ _worker: dict[str, Any] = {}
 def _start_worker(settings: Settings, references: list[str], workdir: str) -> None:
     from llm_stub import StubProcess
 
+    from promptgate.scoring import exit_with_parent
+
+    # A killed benchmark never tells its pool workers; without this they run on, orphaned.
+    exit_with_parent(os.getppid())
     stub = StubProcess(sampling_noise=settings.sampling_noise)
     stub.__enter__()  # it exits when this process does: its stdin closes
     _worker.update(

@@ -79,7 +79,7 @@ class Noise:
 # --- in the worker process -------------------------------------------------------------------
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """Worker initializer: end this process when the gate's process is gone.
 
     A parent killed outright (SIGKILL, an OOM kill) never tells its workers, and a worker
@@ -115,7 +115,7 @@ def scoring_pool() -> ProcessPoolExecutor:
             _pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with_parent,
+                initializer=exit_with_parent,
                 initargs=(os.getpid(),),
             )
             atexit.register(stop_worker)

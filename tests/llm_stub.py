@@ -299,6 +299,12 @@ class LLMStub:
             self._noise_salt = salt
             self._occurrences.clear()
 
+    def forget_requests(self) -> None:
+        """Drop the recorded requests: a stub process serving a long benchmark would otherwise
+        hold every request it ever served (gigabytes over 1000 simulated PRs)."""
+        with self._lock:
+            self._requests.clear()
+
     def reset(self) -> None:
         """Forget recorded requests, pending faults and the high-water marks."""
         with self._lock:
@@ -597,8 +603,9 @@ def _serve_until_stdin_closes() -> None:
         print(stub.base_url, flush=True)
         for line in sys.stdin:  # until stdin closes
             command, _, argument = line.rstrip("\n").partition(" ")
-            if command == "salt":
+            if command == "salt":  # a new simulated run: its caller never reads old requests
                 stub.reseed(argument)
+                stub.forget_requests()
                 print("ok", flush=True)
             elif command == "first":  # when the first request arrived, then forget requests
                 print(stub.first_request_at, flush=True)
