@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
-from promptgate.config import GATE_RULE, Config
+from promptgate.config import Config
 from promptgate.dataset import Example
 from promptgate.error_control import control_pr_errors
 from promptgate.errors import ExitCode
@@ -34,7 +34,7 @@ from promptgate.report.model import (
 )
 from promptgate.request import GateRequest
 from promptgate.scoring import Scorer, Slot
-from promptgate.sequential import SEQUENTIAL_RULE, is_undecided, with_look
+from promptgate.sequential import gate_rule, is_undecided, with_look
 from promptgate.tracking import log_gate_run, prepare_in_background, resolve_tracking_uri
 
 
@@ -128,20 +128,7 @@ def evaluate(
         progress,
         prepare_tracking if publishing else None,
     ) as generation:
-        generation.run(plan_slots(plans))
-        evaluations = [
-            _judge(plan, index, generation.scorer, config) for index, plan in enumerate(plans)
-        ]
-        tests = _settle_verdicts([e.report for e in evaluations], config)
-        rounds = 1
-        _record_round(evaluations, plans, range(len(plans)), config)
-        while more := [i for i, e in enumerate(evaluations) if _wants_more(plans[i], e, config)]:
-            generation.run([Slot(i, *position) for i in more for position in plans[i].add_sample()])
-            for i in more:
-                evaluations[i] = _judge(plans[i], i, generation.scorer, config, evaluations[i])
-            tests = _settle_verdicts([e.report for e in evaluations], config)
-            rounds += 1
-            _record_round(evaluations, plans, more, config)
+        evaluations, tests, rounds = _judge_in_rounds(generation, plans, config)
     calls, failures, scorer = generation.stats, generation.failures, generation.scorer
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
@@ -163,6 +150,29 @@ def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:
     if "error" in prompt_verdicts:
         return "error"
     return "fail" if "fail" in prompt_verdicts else "pass"
+
+
+def _judge_in_rounds(
+    generation: Generation, plans: list[PromptPlan], config: Config
+) -> tuple[list[PromptEvaluation], int, int]:
+    """Every plan's calls, judged and settled for the PR; then, under samples: auto, another
+    round for each prompt that wants one (sequential.py), until none does. Returns the
+    evaluations, the number of tests and the number of rounds."""
+    generation.run(plan_slots(plans))
+    evaluations = [
+        _judge(plan, index, generation.scorer, config) for index, plan in enumerate(plans)
+    ]
+    tests = _settle_verdicts([e.report for e in evaluations], config)
+    rounds = 1
+    _record_round(evaluations, plans, range(len(plans)), config)
+    while more := [i for i, e in enumerate(evaluations) if _wants_more(plans[i], e, config)]:
+        generation.run([Slot(i, *position) for i in more for position in plans[i].add_sample()])
+        for i in more:
+            evaluations[i] = _judge(plans[i], i, generation.scorer, config, evaluations[i])
+        tests = _settle_verdicts([e.report for e in evaluations], config)
+        rounds += 1
+        _record_round(evaluations, plans, more, config)
+    return evaluations, tests, rounds
 
 
 def _wants_more(plan: PromptPlan, evaluation: PromptEvaluation, config: Config) -> bool:
@@ -367,7 +377,7 @@ def _gate_info(
     config = gate_config.config
     adaptive = config.gate.adaptive
     return GateInfo(
-        rule=f"{GATE_RULE} {SEQUENTIAL_RULE}" if adaptive else GATE_RULE,
+        rule=gate_rule(adaptive),
         confidence=config.gate.confidence,
         error_rate=config.gate.error_rate,
         tests=tests,

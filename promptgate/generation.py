@@ -139,12 +139,7 @@ class Generation:
         per_example[slot.sample] = output
 
     def _count(self, stats: CallStats, failures: list[str]) -> None:
-        self.stats = CallStats(
-            **{
-                name: getattr(self.stats, name) + getattr(stats, name)
-                for name in CallStats.model_fields
-            }
-        )
+        self.stats += stats
         for failure in failures:
             if failure not in self.failures and len(self.failures) < _MAX_FAILURES:
                 self.failures.append(failure)

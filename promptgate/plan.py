@@ -51,7 +51,9 @@ class PromptPlan:
     def sampled(self) -> bool:
         """Whether its answers are drawn at temperature > 0, so another sample differs."""
         return any(
-            samples[0].temperature > 0 for side in self.sides() for samples in self.requests[side]
+            self.requests[side][0][0].temperature > 0
+            for side in self.sides()
+            if self.requests[side]  # every request of a side shares its parameters
         )
 
     def add_sample(self) -> list[tuple[Side, int, int]]:

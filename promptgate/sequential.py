@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from promptgate.config import GATE_RULE
 from promptgate.report.model import Look, MetricResult
 
 #: The spending function's exponent (Kim & DeMets 1987; 3 is close to O'Brien-Fleming).
@@ -35,6 +36,12 @@ SEQUENTIAL_RULE = (
     "Holm runs on each metric's smallest p-value over its looks, each divided by its look's "
     "share."
 )
+
+
+def gate_rule(adaptive: bool) -> str:
+    """The gate's rule in words (`gate.rule`, the comment's footer), with the sequential
+    sentence when sampling is adaptive."""
+    return f"{GATE_RULE} {SEQUENTIAL_RULE}" if adaptive else GATE_RULE
 
 
 def spending_shares(looks: int) -> list[float]:

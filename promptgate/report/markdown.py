@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptgate.config import GATE_RULE
 from promptgate.report import escape
 from promptgate.report.format import (
     PROMPT_ICONS,
@@ -33,7 +32,7 @@ from promptgate.report.format import (
     stopped_early,
 )
 from promptgate.report.model import ExampleChange, Override, PromptReport, Report
-from promptgate.sequential import SEQUENTIAL_RULE
+from promptgate.sequential import gate_rule
 
 MARKER = "<!-- promptgate:report -->"
 STATUS_ICONS = {"pass": "✅", "fail": "❌"}
@@ -300,7 +299,7 @@ def _run_and_calls(report: Report) -> str:
 
 def _footer(report: Report) -> str:
     gate = report.gate
-    rule = f"{GATE_RULE} {SEQUENTIAL_RULE}" if gate is not None and gate.adaptive else GATE_RULE
+    rule = gate_rule(gate is not None and gate.adaptive)
     lines = ["---", "<details><summary>How this gate decides</summary>", "", rule]
     if gate is not None:
         samples = (

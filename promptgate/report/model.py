@@ -163,6 +163,12 @@ class CallStats(Model):
         default=0, description="not sent: an earlier answer showed none could succeed (bad key)"
     )
 
+    def __add__(self, other: CallStats) -> CallStats:
+        """The counts of two runs together (the rounds of one gate run)."""
+        return CallStats(
+            **{name: getattr(self, name) + getattr(other, name) for name in CallStats.model_fields}
+        )
+
 
 class MlflowInfo(Model):
     tracking_uri: str | None = None
