@@ -308,6 +308,30 @@ def test_prompt_text_diff_and_examples_are_artifacts(logged: Logged, tmp_path: P
     assert "examples.json" in tags["mlflow.loggedArtifacts"]
 
 
+def test_the_examples_table_reads_back_as_mlflow_log_table_would_have_written_it(
+    logged: Logged,
+) -> None:
+    """The gate writes the table itself (mlflow-skinny has no pandas); MLflow's own reader and
+    the UI's tag must see what `MlflowClient.log_table` would have logged."""
+    import pandas as pd
+
+    candidate = logged.children[("prompts/summarize.txt", "candidate")]
+    read = logged.client.load_table(
+        logged.info.experiment_id or "", "examples.json", run_ids=[candidate.info.run_id]
+    )
+    assert list(read["id"])[:2] == ["ex-0", "ex-1"] and read["delta.bleu"][0] == -10.0
+    # The same rows through MLflow's own writer, in an experiment of their own.
+    reference = logged.client.create_experiment("log_table reference")
+    run_id = logged.client.create_run(reference).info.run_id
+    logged.client.log_table(run_id, read.to_dict(orient="list"), "examples.json")
+    expected = logged.client.load_table(reference, "examples.json", run_ids=[run_id])
+    tag = logged.client.get_run(run_id).data.tags["mlflow.loggedArtifacts"]
+    pd.testing.assert_frame_equal(read, expected)
+    baseline = logged.children[("prompts/summarize.txt", "baseline")]
+    assert candidate.data.tags["mlflow.loggedArtifacts"] == tag
+    assert "examples.json" not in baseline.data.tags.get("mlflow.loggedArtifacts", "")
+
+
 def test_added_and_deleted_prompts_log_the_side_they_have(logged: Logged, tmp_path: Path) -> None:
     added = logged.children[("prompts/added.txt", "candidate")]
     assert added.data.metrics["bleu"] == 35.0
