@@ -3,7 +3,7 @@
     python benchmarks/bench_error_rates.py [--runs 200] [--n 60 200] [--sizes 0.02 0.05 0.1]
         [--bleu-max-drop 2.0] [--rougeL-max-drop 0.02] [--confidence 0.95] [--seed 1]
         [--repeats 1 3] [--prompts 1 6 20] [--error-rate 0.01] [--samples 1 2 auto]
-        [--max-samples 4]
+        [--max-samples 4] [--raw runs.jsonl]
 
 The model is the test stub (tests/llm_stub.py) in noise mode, one stub process per worker: it
 restates the sentence on the prompt's last line, and at temperature T drops or replaces each word
@@ -39,13 +39,19 @@ Printed:
    checks that re-applying the configured thresholds reproduces every verdict of table 1.
    Re-running with those thresholds as flags (one --n at a time) gives the same rows;
 3. the bootstrap interval's calibration on the no-op runs: the spread of the delta across runs
-   beside the SE the bootstrap implies, and how often the interval excluded 0 on each side.
+   beside the SE the bootstrap implies, and how often the interval excluded 0 on each side;
+4. every test's one-sided p-value on the no-op runs, counted at Holm's first level (error rate /
+   m) and at the error rate, beside what valid p-values allow: a PR fails too rarely to show
+   whether the p-values hold that deep in the tail, and every (prompt, metric) test counts here.
+`--raw FILE` also writes each run's verdict, deltas and p-values (every prompt's) as JSON lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import json
 import math
 import multiprocessing
 import os
@@ -152,6 +158,8 @@ class RunResult:
     #: one-sided p-value, or with samples: auto the sequential one)
     tests: tuple[tuple[str, float, float], ...] = ()
     requests: int = 0  # generations the PR requested (both versions, every round)
+    #: the prompt of each test in `tests`, in the same order
+    tested_prompts: tuple[str, ...] = ()
 
 
 # -- the eval set and the prompts -------------------------------------------------------------
@@ -273,8 +281,6 @@ def _start_worker(settings: Settings, references: list[str], workdir: str) -> No
 
 
 def _repo_for(cell: Cell) -> Path:
-    import json
-
     from gitrepo import RepoBuilder
 
     repos: dict[str, Path] = _worker["repos"]
@@ -308,18 +314,26 @@ def _run_one(cell: Cell, run: int) -> RunResult:
     prompts = {prompt.path: prompt for prompt in result.report.prompts}
     assert len(prompts) == cell.prompts, sorted(prompts)
     tests = []
+    tested_prompts = []
     for prompt in prompts.values():
         if prompt.verdict == "error":
             raise RuntimeError(f"{cell.key} run {run}: {prompt.error}")
         for name, m in prompt.metrics.items():
             assert m.delta is not None and m.p_value is not None
             tests.append((name, m.delta, m.p_value if m.p_sequential is None else m.p_sequential))
+            tested_prompts.append(prompt.path)
     metrics = {}
     for name, m in prompts[prompt_path(0)].metrics.items():
         assert m.delta is not None and m.ci_low is not None and m.ci_high is not None
         metrics[name] = (m.delta, m.ci_low, m.ci_high, m.status)
     return RunResult(
-        cell.key, run, result.report.verdict, metrics, tuple(tests), result.report.calls.requested
+        cell.key,
+        run,
+        result.report.verdict,
+        metrics,
+        tuple(tests),
+        result.report.calls.requested,
+        tuple(tested_prompts),
     )
 
 
@@ -457,6 +471,32 @@ def bootstrap_se(result: RunResult, name: str, confidence: float) -> float:
     return (high - low) / (2 * normal_quantile(0.5 + confidence / 2))
 
 
+def print_p_value_tail(
+    cells: Sequence[Cell], results: dict[str, list[RunResult]], error_rate: float
+) -> None:
+    """Every test's p-value on the no-op runs, in the tail where the gate decides.
+
+    A PR fails far too rarely to show whether the p-values hold so deep in the tail; counted
+    over every (prompt, metric) test, the tail has enough events: a valid p-value is at most x
+    in at most a share x of the tests."""
+    print("\n4. One-sided p-values of every test on the no-op runs (valid: observed <= expected)")
+    print("| N | tests | m per PR | p <= error rate / m | expected | p <= error rate | expected |")
+    print("|" + "|".join(["---"] * 7) + "|")
+    for cell in cells:
+        if cell.label != "noop" or not results[cell.key]:
+            continue
+        runs = results[cell.key]
+        tests = [p for r in runs for _, _, p in r.tests]
+        m = len(runs[0].tests)
+        first_level = error_rate / m
+        deep = sum(p <= first_level for p in tests)
+        shallow = sum(p <= error_rate for p in tests)
+        print(
+            f"| {cell.examples} | {len(tests)} | {m} | {deep} | {len(tests) * first_level:.1f} "
+            f"| {shallow} | {len(tests) * error_rate:.1f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -517,6 +557,12 @@ def main() -> None:
         help="`promptgate calibrate` runs per N that size the second table's thresholds "
         "(0: no second table)",
     )
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        help="also write every run's result to this file, one JSON object a line (every "
+        "prompt's deltas and p-values, for analyses the tables do not make)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
@@ -569,6 +615,7 @@ def main() -> None:
     tasks = [(cell, run) for cell in calibration for run in range(args.calibration_runs)]
     tasks += [(cell, run) for cell in cells for run in range(args.runs)]
 
+    raw = args.raw.open("w", encoding="utf-8") if args.raw is not None else None
     results: dict[str, list[RunResult]] = {c.key: [] for c in cells}
     calibrations: dict[str, list[CalibrationResult]] = {c.key: [] for c in calibration}
     for done, result in enumerate(simulate(tasks, settings, references, args.workers), 1):
@@ -576,6 +623,8 @@ def main() -> None:
             calibrations[result.cell].append(result)
         else:
             results[result.cell].append(result)
+            if raw is not None:
+                raw.write(json.dumps(dataclasses.asdict(result)) + "\n")
         if done % 100 == 0 or done == len(tasks):
             print(
                 f"  {done}/{len(tasks)} runs  [{time.perf_counter() - started:.0f} s]",
@@ -583,6 +632,8 @@ def main() -> None:
                 flush=True,
             )
 
+    if raw is not None:
+        raw.close()
     configured = {"bleu": args.bleu_max_drop, "rougeL": args.rouge_max_drop}
     if args.semantic:
         configured["semantic"] = args.semantic_max_drop
@@ -658,6 +709,7 @@ def main() -> None:
                 f"| {cell.examples} | {name} | {spread:.4g} | {se:.4g} | {se / spread:.2f} "
                 f"| {above / len(runs):.1%} | {below / len(runs):.1%} | {tail:.1%} |"
             )
+    print_p_value_tail(cells, results, args.error_rate)
     print(
         f"\n{len(tasks)} gate evaluations, {args.workers} workers, "
         f"{time.perf_counter() - started:.0f} s wall"
