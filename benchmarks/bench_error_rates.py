@@ -154,12 +154,10 @@ class RunResult:
     verdict: str
     #: the first prompt's metrics: metric -> (delta, ci_low, ci_high, status)
     metrics: dict[str, tuple[float, float, float, str]]
-    #: every prompt's metrics, the gate's tests: (metric, delta, the p-value Holm adjusts: the
-    #: one-sided p-value, or with samples: auto the sequential one)
-    tests: tuple[tuple[str, float, float], ...] = ()
+    #: every prompt's metrics, the gate's tests: (prompt, metric, delta, the p-value Holm
+    #: adjusts: the one-sided p-value, or with samples: auto the sequential one)
+    tests: tuple[tuple[str, str, float, float], ...] = ()
     requests: int = 0  # generations the PR requested (both versions, every round)
-    #: the prompt of each test in `tests`, in the same order
-    tested_prompts: tuple[str, ...] = ()
 
 
 # -- the eval set and the prompts -------------------------------------------------------------
@@ -314,14 +312,13 @@ def _run_one(cell: Cell, run: int) -> RunResult:
     prompts = {prompt.path: prompt for prompt in result.report.prompts}
     assert len(prompts) == cell.prompts, sorted(prompts)
     tests = []
-    tested_prompts = []
     for prompt in prompts.values():
         if prompt.verdict == "error":
             raise RuntimeError(f"{cell.key} run {run}: {prompt.error}")
         for name, m in prompt.metrics.items():
             assert m.delta is not None and m.p_value is not None
-            tests.append((name, m.delta, m.p_value if m.p_sequential is None else m.p_sequential))
-            tested_prompts.append(prompt.path)
+            p_value = m.p_value if m.p_sequential is None else m.p_sequential
+            tests.append((prompt.path, name, m.delta, p_value))
     metrics = {}
     for name, m in prompts[prompt_path(0)].metrics.items():
         assert m.delta is not None and m.ci_low is not None and m.ci_high is not None
@@ -333,7 +330,6 @@ def _run_one(cell: Cell, run: int) -> RunResult:
         metrics,
         tuple(tests),
         result.report.calls.requested,
-        tuple(tested_prompts),
     )
 
 
@@ -405,11 +401,11 @@ def failing_metrics(result: RunResult, max_drops: dict[str, float], error_rate: 
     from promptgate.error_control import holm_adjusted
 
     # a metric identical on every example (delta 0, p 1) is no test (error_control.py)
-    tests = [t for t in result.tests if t[0] in max_drops and not (t[1] == 0 and t[2] == 1.0)]
-    adjusted = holm_adjusted([p_value for _name, _delta, p_value in tests])
+    tests = [t for t in result.tests if t[1] in max_drops and not (t[2] == 0 and t[3] == 1.0)]
+    adjusted = holm_adjusted([p_value for *_, p_value in tests])
     return [
         name
-        for (name, delta, _p), p_adjusted in zip(tests, adjusted, strict=True)
+        for (_prompt, name, delta, _p), p_adjusted in zip(tests, adjusted, strict=True)
         if delta < -max_drops[name] and p_adjusted <= error_rate
     ]
 
@@ -486,7 +482,7 @@ def print_p_value_tail(
         if cell.label != "noop" or not results[cell.key]:
             continue
         runs = results[cell.key]
-        tests = [p for r in runs for _, _, p in r.tests]
+        tests = [p for r in runs for *_, p in r.tests]
         m = len(runs[0].tests)
         first_level = error_rate / m
         deep = sum(p <= first_level for p in tests)

@@ -462,6 +462,11 @@ def _log_child(
     }
     if prompt.reason:
         tags["promptgate.prompt_verdict_reason"] = prompt.reason[:4000]
+    # The diff and the examples belong to the comparison: the candidate child, or the only one.
+    compared = version == _versions(evaluation)[-1]
+    table = _examples_table(evaluation) if compared else {}
+    if table:  # as `log_table` tags it, so that the MLflow UI shows the artifact as a table
+        tags[LOGGED_ARTIFACTS_TAG] = json.dumps([{"path": EXAMPLES_TABLE, "type": "table"}])
     run = client.create_run(
         experiment_id, run_name=f"{path} · {version}"[-_MAX_RUN_NAME:], tags=tags
     )
@@ -495,13 +500,10 @@ def _log_child(
         _log_batch(client, run_id, params=params, metrics=metrics)
         if text is not None:
             client.log_text(run_id, text, f"prompt/{_file_name(path)}")
-        # The diff and the examples belong to the comparison: the candidate child, or the only one.
-        if version == _versions(evaluation)[-1]:
-            if prompt.diff:
-                client.log_text(run_id, prompt.diff, DIFF_ARTIFACT)
-            table = _examples_table(evaluation)
-            if table:
-                _log_table(client, run_id, table, EXAMPLES_TABLE)
+        if compared and prompt.diff:
+            client.log_text(run_id, prompt.diff, DIFF_ARTIFACT)
+        if table:
+            client.log_text(run_id, _table_json(table), EXAMPLES_TABLE)
     except BaseException:
         _terminate_quietly(client, run_id, "FAILED")
         raise
@@ -532,17 +534,12 @@ def _examples_table(evaluation: PromptEvaluation) -> dict[str, list[Any]]:
     return table
 
 
-def _log_table(
-    client: MlflowClient, run_id: str, table: Mapping[str, list[Any]], artifact: str
-) -> None:
-    """`client.log_table` without pandas: the same JSON (columns and rows, as pandas'
-    `to_json(orient="split", index=False)` writes it) and the same tag, which makes the MLflow UI
-    show the artifact as a table. mlflow-skinny does not bring pandas, and the gate needs it for
-    nothing else."""
+def _table_json(table: Mapping[str, list[Any]]) -> str:
+    """What `client.log_table` writes, without pandas (mlflow-skinny does not bring it): the
+    columns and rows as pandas' `to_json(orient="split", index=False)` writes them; the run's
+    tags list it as a table (LOGGED_ARTIFACTS_TAG)."""
     rows = [[_json_value(value) for value in row] for row in zip(*table.values(), strict=True)]
-    text = json.dumps({"columns": list(table), "data": rows}, ensure_ascii=False, allow_nan=False)
-    client.log_text(run_id, text, artifact)
-    client.set_tag(run_id, LOGGED_ARTIFACTS_TAG, json.dumps([{"path": artifact, "type": "table"}]))
+    return json.dumps({"columns": list(table), "data": rows}, ensure_ascii=False, allow_nan=False)
 
 
 def _json_value(value: Any) -> Any:

@@ -24,6 +24,7 @@ from promptgate.metrics.embedding import OnnxEmbedder, embed, load_embedder, res
 from promptgate.metrics.embedding import _cache as cache_module
 from promptgate.metrics.embedding import _export as export_module
 from promptgate.metrics.embedding import _runtime as runtime_module
+from promptgate.metrics.embedding.__main__ import main as prepare_main
 from promptgate.metrics.embedding._cache import cache_root, entry_name
 from promptgate.metrics.embedding._export import SentenceTransformerEmbedder, load_model
 from promptgate.metrics.semantic import SemanticSimilarity
@@ -388,21 +389,23 @@ def _run_without_exporter(code: str, cache_dir: Path) -> str:
     return done.stdout
 
 
-def _installed_cache(entry: Path, tmp_path: Path) -> Path:
+def _installed_cache(entry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cache holding a copy of the module's export, installed as the default model."""
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     shutil.copytree(entry, cache_dir / entry.name)
-    done = _run_python(["-m", "promptgate.metrics.embedding", "--prepare", "--install"], cache_dir)
-    assert done.returncode == 0, done.stderr
-    assert "installed as all-MiniLM-L6-v2" in done.stdout
+    monkeypatch.setenv("PROMPTGATE_MODEL_CACHE", str(cache_dir))
+    assert (
+        prepare_main(["--prepare", "--install"]) == 0
+    )  # in its own process: test_prepare_entry_point
+    assert (cache_dir / "installed" / "all-MiniLM-L6-v2.json").is_file()
     return cache_dir
 
 
 def test_without_torch_or_the_model_package_the_installed_export_embeds_as_the_full_install(
-    entry: Path, tmp_path: Path
+    entry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache_dir = _installed_cache(entry, tmp_path)
+    cache_dir = _installed_cache(entry, tmp_path, monkeypatch)
     code = f"""
 import json
 from promptgate.config import MetricConfig
@@ -435,9 +438,9 @@ except BadInput as exc:
 
 
 def test_without_the_exporter_a_model_with_no_export_says_how_to_get_one(
-    entry: Path, tmp_path: Path
+    entry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache_dir = _installed_cache(entry, tmp_path)
+    cache_dir = _installed_cache(entry, tmp_path, monkeypatch)
     printed = _run_without_exporter(PREPARE.format(model="intfloat/e5-small-v2"), cache_dir)
     message = " ".join(printed.split())
     assert "model intfloat/e5-small-v2 has no ONNX export in this installation" in message
@@ -446,10 +449,20 @@ def test_without_the_exporter_a_model_with_no_export_says_how_to_get_one(
     assert "--prepare intfloat/e5-small-v2 --install" in message
 
 
-def test_a_damaged_installed_export_is_an_error_not_a_silent_export(
-    entry: Path, tmp_path: Path
+def test_without_the_exporter_or_any_export_the_default_model_is_not_offered_as_a_way_out(
+    tmp_path: Path,
 ) -> None:
-    cache_dir = _installed_cache(entry, tmp_path)
+    printed = _run_without_exporter(PREPARE.format(model=None), tmp_path)
+    message = " ".join(printed.split())
+    assert "model all-MiniLM-L6-v2 has no ONNX export in this installation" in message
+    assert "Use the model it carries" not in message
+    assert "Run promptgate where scripts/install.sh installed everything" in message
+
+
+def test_a_damaged_installed_export_is_an_error_not_a_silent_export(
+    entry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache_dir = _installed_cache(entry, tmp_path, monkeypatch)
     _truncate(cache_dir / entry.name / "model.onnx")
     message = " ".join(_run_without_exporter(PREPARE.format(model=None), cache_dir).split())
     assert f"installed as the export at {cache_dir / entry.name}, which cannot be used" in message

@@ -8,6 +8,7 @@ Embeddings come from the model's ONNX export on onnxruntime, cached on disk (emb
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -21,8 +22,10 @@ class SemanticSimilarity(Metric):
     name: ClassVar[str] = "semantic"
     label: ClassVar[str] = "Semantic similarity (cosine, -1..1)"
 
-    @property
+    @functools.cached_property
     def source(self) -> ModelSource:
+        """Resolved once: every batch the worker scores would otherwise look it up again (the
+        package's metadata, or the installed listing on disk)."""
         return resolve_model(self.config.model)
 
     def prepare(self) -> None:

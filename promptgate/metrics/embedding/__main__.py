@@ -11,7 +11,7 @@ from promptgate.errors import GateError
 from promptgate.metrics.embedding._cache import install
 from promptgate.metrics.embedding._onnx import OnnxEmbedder
 from promptgate.metrics.embedding._runtime import load_embedder
-from promptgate.metrics.embedding._source import HUB_DEFAULT, resolve_model
+from promptgate.metrics.embedding._source import configured_name, resolve_model
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,11 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1  # the reason is already on stderr
     print(f"promptgate: {source.name} is ready for the semantic metric at {embedder.entry}")
     if args.install:
-        name = (
-            DEFAULT_SEMANTIC_MODEL
-            if args.model in (None, DEFAULT_SEMANTIC_MODEL, HUB_DEFAULT)
-            else args.model
-        )
+        name = configured_name(args.model)
         listing = install(name, embedder.entry, source.package)
         print(f"promptgate: installed as {name} ({listing})")
     return 0

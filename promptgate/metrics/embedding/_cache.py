@@ -71,10 +71,7 @@ def model_fingerprint(directory: Path) -> str:
         digest.update(f"{relative}\0{path.stat().st_size}\0{content}\n".encode())
     fingerprint = digest.hexdigest()
     with contextlib.suppress(OSError):  # a read-only cache: hashed again next time
-        remembered.parent.mkdir(parents=True, exist_ok=True)
-        staging = remembered.with_name(f".{remembered.name}.{os.getpid()}")  # then renamed
-        staging.write_text(fingerprint)
-        staging.replace(remembered)
+        _write_whole(remembered, fingerprint)
     return fingerprint
 
 
@@ -147,17 +144,17 @@ def install(model_name: str, entry: Path, package: str | None) -> Path:
     if entry.resolve().parent != cache_root().resolve():
         raise ValueError(f"{entry} is not an entry of the cache at {cache_root()}")
     listing = cache_root() / INSTALLED / f"{safe_name(model_name)}.json"
-    listing.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "format": EXPORT_FORMAT,
-        "model": model_name,
-        "entry": entry.resolve().name,
-        "package": package,
-    }
-    staging = listing.with_name(f".{listing.name}.{os.getpid()}")
-    staging.write_text(json.dumps(record), encoding="utf-8")
-    staging.replace(listing)
+    record = {"format": EXPORT_FORMAT, "model": model_name, "entry": entry.resolve().name}
+    _write_whole(listing, json.dumps(record | {"package": package}))
     return listing
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `path` under another name, then rename it: a reader sees all of it or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    staging.write_text(text, encoding="utf-8")
+    staging.replace(path)
 
 
 def installed_export(model_name: str) -> tuple[Path, str | None] | None:

@@ -24,6 +24,7 @@ from promptgate.metrics.embedding._cache import (
     ExportFailed,
     cache_root,
     exporter_versions,
+    installed_export,
     package_version,
 )
 from promptgate.metrics.embedding._onnx import (
@@ -190,11 +191,15 @@ def export(source: ModelSource, target: Path) -> None:
 
 def not_exported_message(model_name: str, missing: ImportError) -> str:
     """What to do when a model has no export here and this installation cannot make one."""
+    carried = (
+        f"Use the model it carries (metrics.semantic.model: {DEFAULT_SEMANTIC_MODEL}); or run"
+        if model_name != DEFAULT_SEMANTIC_MODEL and installed_export(DEFAULT_SEMANTIC_MODEL)
+        else "Run"
+    )
     return (
         f"the semantic metric's model {model_name} has no ONNX export in this installation "
         f"({cache_root()}), and making one needs sentence-transformers and torch, which it does "
-        f"not have ({missing.name or missing}). Use the model it carries "
-        f"(metrics.semantic.model: {DEFAULT_SEMANTIC_MODEL}); or run promptgate where "
+        f"not have ({missing.name or missing}). {carried} promptgate where "
         "scripts/install.sh installed everything; or prepare the export where it can be made and "
         f"install it under this name: `python -m promptgate.metrics.embedding --prepare "
         f"{model_name} --install` with PROMPTGATE_MODEL_CACHE set to a directory this run reads."

