@@ -14,6 +14,7 @@ Each breach raises `TemplateLimit`, which `promptgate.prompts` reports as bad in
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sys
 import time
@@ -107,26 +108,53 @@ def _tick() -> None:
 
 def size_of(value: Any, limit: int = MAX_VALUE_SIZE) -> int:
     """The value's size as written out: characters of text, plus one per item of a container,
-    each shared part counted every time it appears. Stops counting once past `limit`, so the
-    cost is bounded however many times parts are shared."""
-    total = 0
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str | bytes | bytearray):
-            total += len(item)
-            continue
-        total += 1
-        if isinstance(item, Mapping):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset | KeysView | ItemsView | ValuesView):
-            pending.extend(item)
-        elif isinstance(item, Namespace):
-            pending.append(object.__getattribute__(item, "_Namespace__attrs"))
-        if total > limit:
-            break
-    return total
+    each shared part counted every time it appears. A container met again adds its size without
+    being walked again, so the cost follows the distinct parts, not their copies; the count stops
+    once past `limit` (a container is never smaller than any of its parts)."""
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    first = _parts(value)
+    if first is None:
+        return 1
+    known: dict[int, int] = {}
+    # Each frame: the container, its remaining parts, and the size of the parts walked so far.
+    stack: list[tuple[Any, Iterator[Any], list[int]]] = [(value, first, [1])]
+    while stack:
+        container, parts, walked = stack[-1]
+        for part in parts:
+            if isinstance(part, str | bytes | bytearray):
+                walked[0] += len(part)
+            elif id(part) in known:
+                walked[0] += known[id(part)]
+            else:
+                inner = _parts(part)
+                if inner is None:
+                    walked[0] += 1
+                    continue
+                stack.append((part, inner, [1]))
+                break
+            if walked[0] > limit:
+                return walked[0]
+        else:
+            stack.pop()
+            known[id(container)] = walked[0]
+            if not stack:
+                return walked[0]
+            stack[-1][2][0] += walked[0]
+            if stack[-1][2][0] > limit:
+                return stack[-1][2][0]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parts(item: Any) -> Iterator[Any] | None:
+    """What a container is written out from, or None for a scalar."""
+    if isinstance(item, Mapping):
+        return itertools.chain(item.keys(), item.values())
+    if isinstance(item, list | tuple | set | frozenset | KeysView | ItemsView | ValuesView):
+        return iter(item)
+    if isinstance(item, Namespace):
+        return iter((object.__getattribute__(item, "_Namespace__attrs"),))
+    return None
 
 
 def _too_big(what: str) -> TemplateLimit:

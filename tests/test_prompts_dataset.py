@@ -145,3 +145,22 @@ def test_ordinary_arithmetic_and_repetition_still_render() -> None:
         {"n": 4}, "e"
     )
     assert rendered[0].content == "1024 --- 8"
+
+
+def test_a_value_is_sized_as_written_out_each_shared_part_every_time_it_appears() -> None:
+    from jinja2.utils import Namespace
+
+    from promptgate.sandbox import size_of
+
+    leaf = ["ab", 1, None, {"k": "vv", 2: [1, 2]}]  # 1 + 2 + 1 + 1 + (1 + 1 + 1 + 2 + 3)
+    assert size_of(leaf) == 13
+    assert size_of([leaf, leaf, (leaf,)]) == 1 + 13 + 13 + 14
+    assert size_of([Namespace(s="abc")]) == 1 + 1 + (1 + 1 + 3)
+    shared = ["x" * 1000] * 10
+    tower = [[shared] * 10] * 10  # ten million characters from one thousand
+    assert size_of(tower) == 1 + 10 * (1 + 10 * (1 + 10 * 1000))
+    assert 5_000 < size_of(tower, limit=5_000) < 20_000  # stops once past the limit
+    deep: list[object] = []
+    for _ in range(100_000):  # no recursion: nesting depth is the template's to choose
+        deep = [deep]
+    assert size_of(deep) == 100_001
