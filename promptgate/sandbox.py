@@ -111,39 +111,36 @@ def size_of(value: Any, limit: int = MAX_VALUE_SIZE) -> int:
     each shared part counted every time it appears. A container met again adds its size without
     being walked again, so the cost follows the distinct parts, not their copies; the count stops
     once past `limit` (a container is never smaller than any of its parts)."""
-    if isinstance(value, str | bytes | bytearray):
-        return len(value)
-    first = _parts(value)
-    if first is None:
-        return 1
     known: dict[int, int] = {}
-    # Each frame: the container, its remaining parts, and the size of the parts walked so far.
-    stack: list[tuple[Any, Iterator[Any], list[int]]] = [(value, first, [1])]
-    while stack:
-        container, parts, walked = stack[-1]
+    # A walk without recursion (the template chooses the nesting depth): one frame per open
+    # container, its parts still to walk and the size of those walked; the bottom frame holds
+    # `value` alone.
+    frames: list[tuple[Any, Iterator[Any]]] = [(None, iter((value,)))]
+    totals = [0]
+    while True:
+        container, parts = frames[-1]
         for part in parts:
             if isinstance(part, str | bytes | bytearray):
-                walked[0] += len(part)
+                totals[-1] += len(part)
             elif id(part) in known:
-                walked[0] += known[id(part)]
+                totals[-1] += known[id(part)]
+            elif (inner := _parts(part)) is None:
+                totals[-1] += 1
             else:
-                inner = _parts(part)
-                if inner is None:
-                    walked[0] += 1
-                    continue
-                stack.append((part, inner, [1]))
+                frames.append((part, inner))
+                totals.append(1)
                 break
-            if walked[0] > limit:
-                return walked[0]
+            if totals[-1] > limit:
+                return totals[-1]
         else:
-            stack.pop()
-            known[id(container)] = walked[0]
-            if not stack:
-                return walked[0]
-            stack[-1][2][0] += walked[0]
-            if stack[-1][2][0] > limit:
-                return stack[-1][2][0]
-    raise AssertionError("unreachable")  # pragma: no cover
+            frames.pop()
+            size = totals.pop()
+            if not frames:
+                return size
+            known[id(container)] = size
+            totals[-1] += size
+            if totals[-1] > limit:
+                return totals[-1]
 
 
 def _parts(item: Any) -> Iterator[Any] | None:

@@ -1,8 +1,10 @@
 import pytest
+from jinja2.utils import Namespace
 
 from promptgate.dataset import examples_from_test_data, parse_dataset
 from promptgate.errors import BadInput
 from promptgate.prompts import parse_prompt
+from promptgate.sandbox import size_of
 
 
 def test_a_plain_template_is_one_user_message() -> None:
@@ -148,10 +150,6 @@ def test_ordinary_arithmetic_and_repetition_still_render() -> None:
 
 
 def test_a_value_is_sized_as_written_out_each_shared_part_every_time_it_appears() -> None:
-    from jinja2.utils import Namespace
-
-    from promptgate.sandbox import size_of
-
     leaf = ["ab", 1, None, {"k": "vv", 2: [1, 2]}]  # 1 + 2 + 1 + 1 + (1 + 1 + 1 + 2 + 3)
     assert size_of(leaf) == 13
     assert size_of([leaf, leaf, (leaf,)]) == 1 + 13 + 13 + 14
