@@ -4,14 +4,15 @@
 # size). Both stages install with scripts/install.sh, the one install path the README and CI use.
 #
 #   docker build -t promptgate .
-#   scripts/image-test.sh            # builds it (docker, else buildah) and runs the gate inside
+#   scripts/image-test.sh            # builds it (docker, else buildah), runs the gate inside, times it
 #
 # BASE_IMAGE: any Debian-like image with python3 (>= 3.11), pip and venv; a mirror, or a local
 # base where Docker Hub is out of reach. TORCH_INDEX_URL: where the CPU build of torch comes from
 # (empty: pip's own configuration decides, e.g. a local find-links directory).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${BASE_IMAGE} AS export
+# The export is the same ONNX graph on every platform: it runs once, natively, in a multi-platform build.
+FROM --platform=${BUILDPLATFORM} ${BASE_IMAGE} AS export
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

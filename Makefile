@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export PROMPTGATE_EDITABLE ?= 1
 
-.PHONY: demo test lint typecheck pytest install install-dev clean
+.PHONY: demo test lint typecheck pytest image-test install install-dev clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ typecheck:
 
 pytest:
 	$(PY) -m pytest -q
+
+# Build the Action's image and run the gate inside it (Docker, else buildah): scripts/image-test.sh.
+image-test: install-dev
+	PYTHON=$(PY) scripts/image-test.sh
 
 clean:
 	rm -rf $(VENV) .promptgate .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pytest
 from gitrepo import RepoBuilder
@@ -44,7 +44,7 @@ def jsonl(texts: list[str] = TEXTS, variable: str = "text") -> str:
 
 def config_yaml(
     stub: LLMStub,
-    mlflow_db: Path,
+    mlflow_db: PurePath,
     *,
     metrics: str = "  bleu: { max_drop: 2.0 }\n  rougeL: { max_drop: 0.02 }\n",
     prompts: str = "  - path: prompts/*.txt\n    dataset: evals/{stem}.jsonl\n",

@@ -6,130 +6,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from events import pull_request, push, workflow_dispatch
-from gate_fixtures import API_KEY, API_KEY_ENV, config_yaml, jsonl
+from action_run import BAD, GOOD, PR, REPOSITORY, Workspace, new_workspace
+from events import push, workflow_dispatch
+from gate_fixtures import API_KEY, jsonl
 from github_stub import HUMAN, GitHubStub
 from gitrepo import RepoBuilder
 from llm_stub import LLMStub
 
 from promptgate.report.markdown import MARKER
-
-ROOT = Path(__file__).resolve().parents[1]
-REPOSITORY = "acme/prompts"
-PR = 7
-GOOD = "{{ text }}\n"
-BAD = "Well, let me think about this one very carefully and at great length: {{ text }}\n"
-
-
-@dataclass
-class ActionRun:
-    code: int
-    log: str
-    outputs: dict[str, str]
-    summary: str
-
-
-@dataclass
-class Workspace:
-    builder: RepoBuilder
-    tmp: Path
-    llm: LLMStub
-    github: GitHubStub
-
-    def run(
-        self,
-        event: str,
-        payload: dict[str, object],
-        env_overrides: dict[str, str] | None = None,
-        **inputs: str,
-    ) -> ActionRun:
-        event_path, output, summary = (
-            self.tmp / "event.json",
-            self.tmp / "output",
-            self.tmp / "summary.md",
-        )
-        event_path.write_text(json.dumps(payload))
-        output.write_text("")
-        summary.write_text("")
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(self.tmp / "home"),
-            "HF_HUB_OFFLINE": "1",
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_EVENT_NAME": event,
-            "GITHUB_EVENT_PATH": str(event_path),
-            "GITHUB_WORKSPACE": str(self.builder.root),
-            "GITHUB_REPOSITORY": REPOSITORY,
-            "GITHUB_API_URL": self.github.api_url,
-            "GITHUB_SERVER_URL": "https://github.com",
-            "GITHUB_RUN_ID": "1001",
-            "GITHUB_ACTOR": "octocat",
-            "GITHUB_SHA": self.builder.repo.head.commit.hexsha,
-            "GITHUB_OUTPUT": str(output),
-            "GITHUB_STEP_SUMMARY": str(summary),
-            "INPUT_GITHUB-TOKEN": self.github.token,
-            "INPUT_CONFIG": "promptgate.yaml",
-            "INPUT_COMMENT": "true",
-            "INPUT_FAIL-ON-REGRESSION": "true",
-            API_KEY_ENV: API_KEY,
-        }
-        env.update(
-            {f"INPUT_{name.upper().replace('_', '-')}": value for name, value in inputs.items()}
-        )
-        env.update(env_overrides or {})
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "entrypoint.py")],
-            env=env,
-            cwd=self.builder.root,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        return ActionRun(
-            result.returncode,
-            result.stdout + result.stderr,
-            _outputs(output.read_text()),
-            summary.read_text(),
-        )
-
-    def pr_event(self, action: str = "opened") -> dict[str, object]:
-        base = self.builder.repo.heads["main"].commit.hexsha
-        return pull_request(action, PR, base, self.builder.repo.head.commit.hexsha)
-
-
-def _outputs(text: str) -> dict[str, str]:
-    """Parse GITHUB_OUTPUT's heredoc format (name<<DELIMITER / value / DELIMITER)."""
-    values, lines = {}, iter(text.splitlines())
-    for line in lines:
-        name, delimiter = line.split("<<", 1)
-        value = []
-        for inner in lines:
-            if inner == delimiter:
-                break
-            value.append(inner)
-        values[name] = "\n".join(value)
-    return values
-
-
-def new_workspace(tmp_path: Path, llm: LLMStub, github: GitHubStub) -> Workspace:
-    """A repository with one prompt and its eval set on main, checked out on a `pr` branch."""
-    builder = RepoBuilder(tmp_path / "workspace")
-    builder.commit(
-        {
-            "promptgate.yaml": config_yaml(llm, tmp_path / "mlflow.db"),
-            "prompts/a.txt": GOOD,
-            "evals/a.jsonl": jsonl(),
-        },
-        "prompts",
-    )
-    builder.branch("pr")
-    return Workspace(builder, tmp_path, llm, github)
 
 
 @pytest.fixture
@@ -354,7 +242,7 @@ def test_the_override_label_from_a_maintainer_passes_the_step_on_record(
     (comment,) = workspace.github.comments(REPOSITORY, PR)
     assert "**Regression accepted** by @\u200blead (maintain access)" in comment["body"]
     assert "regression accepted by @lead" in run.log  # a ::warning:: in the job log
-    client = MlflowClient(tracking_uri=f"sqlite:///{(workspace.tmp / 'mlflow.db').as_posix()}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace.mlflow_db.as_posix()}")
     tags = client.get_run(report["mlflow"]["run_id"]).data.tags
     assert tags["promptgate.verdict"] == "fail"
     assert tags["promptgate.override.accepted"] == "true"

@@ -38,12 +38,25 @@ def test_the_dockerfile_lints_clean_with_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_image_installs_with_the_readme_script_and_cpu_torch() -> None:
+def _stages(dockerfile: str) -> list[str]:
+    """The Dockerfile's build stages, each from its FROM line on."""
+    return re.split(r"^(?=FROM )", dockerfile, flags=re.M)[1:]
+
+
+def test_the_image_exports_the_model_in_a_build_stage_and_runs_without_torch() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "RUN scripts/install.sh" in dockerfile
-    assert "download.pytorch.org/whl/cpu" in dockerfile and "HF_HUB_OFFLINE=1" in dockerfile
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", dockerfile, re.M)
+    export, final = _stages(dockerfile)
+    assert export.startswith("FROM --platform=${BUILDPLATFORM} ${BASE_IMAGE} AS export")
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in export
+    assert "scripts/install.sh export" in export
+    assert final.startswith("FROM ${BASE_IMAGE}\n")
+    # the same install path as the README and CI, without the exporter: no torch in the image
+    assert "scripts/install.sh runtime" in final and "TORCH_INDEX_URL" not in final
+    assert "COPY --from=export /opt/promptgate/models /opt/promptgate/models" in final
+    assert "HF_HUB_OFFLINE=1" in final and "PROMPTGATE_MODEL_CACHE=/opt/promptgate/models" in final
+    assert re.search(r'^ENTRYPOINT \["python", "/opt/promptgate/entrypoint\.py"\]$', final, re.M)
     assert "scripts/install.sh" in (ROOT / "Makefile").read_text()
-    assert re.search(r"ENTRYPOINT \[.*entrypoint\.py", dockerfile)
 
 
 def test_action_yml_declares_the_contracted_inputs_and_outputs() -> None:
@@ -239,3 +252,87 @@ def test_every_other_action_is_pinned_to_a_release_commit_named_in_a_comment() -
     )
     assert {"actions/checkout", "actions/cache/restore", "actions/cache/save"} <= set(shas)
     assert all(len(versions) == 1 for versions in shas.values()), shas
+
+
+# --- releases: the image by digest -------------------------------------------------------------
+
+DIGEST = "ghcr.io/promptgate/promptgate@sha256:" + "0123456789abcdef" * 4
+
+
+def release_action(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts/release_action.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_release_tags_action_yml_pulls_the_image_by_digest_and_changes_nothing_else(
+    tmp_path: Path,
+) -> None:
+    action = tmp_path / "action.yml"
+    shutil.copy(ROOT / "action.yml", action)
+    done = release_action(DIGEST, str(action))
+    assert done.returncode == 0, done.stderr
+    before, after = (ROOT / "action.yml").read_text(), action.read_text()
+    changed = [
+        (a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b
+    ]
+    assert changed == [("  image: Dockerfile", f"  image: docker://{DIGEST}")]
+    pinned, original = yaml.safe_load(after), yaml.safe_load(before)
+    assert pinned["runs"] == {**original["runs"], "image": f"docker://{DIGEST}"}
+    assert {k: v for k, v in pinned.items() if k != "runs"} == {
+        k: v for k, v in original.items() if k != "runs"
+    }
+    assert_zizmor_clean(action)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/promptgate/promptgate:1.4.0",  # a tag can move: a release pins the digest
+        "ghcr.io/PromptGate/promptgate@sha256:" + "0" * 64,  # registries take lower case only
+        "promptgate@sha256:" + "0" * 64,  # no registry: Docker Hub by accident
+        DIGEST + "\n  env: {}",  # a second line smuggled into action.yml
+    ],
+)
+def test_a_release_refuses_an_image_that_is_not_pinned_by_digest(
+    tmp_path: Path, image: str
+) -> None:
+    action = tmp_path / "action.yml"
+    shutil.copy(ROOT / "action.yml", action)
+    done = release_action(image, str(action))
+    assert done.returncode == 2 and "not an image by digest" in done.stderr
+    assert action.read_text() == (ROOT / "action.yml").read_text()
+
+
+def test_a_release_refuses_an_action_yml_that_does_not_build_the_dockerfile(
+    tmp_path: Path,
+) -> None:
+    action = tmp_path / "action.yml"
+    action.write_text((ROOT / "action.yml").read_text().replace("image: Dockerfile", "image: x"))
+    done = release_action(DIGEST, str(action))
+    assert done.returncode == 2 and "expected exactly 1" in done.stderr
+
+
+def test_the_release_workflow_pushes_attested_multi_platform_images_then_tags() -> None:
+    workflow = yaml.safe_load((ROOT / ".github/workflows/release.yml").read_text())
+    assert set(workflow[True]) == {"workflow_dispatch"}  # by hand, from main, never on a push
+    image, tag = workflow["jobs"]["image"], workflow["jobs"]["tag"]
+    assert image["permissions"] == {
+        "contents": "read",
+        "packages": "write",
+        "id-token": "write",
+        "attestations": "write",
+    }
+    assert tag["needs"] == "image" and tag["permissions"] == {"contents": "write"}
+    steps = {step.get("uses", "").split("@")[0]: step for step in image["steps"]}
+    build = steps["docker/build-push-action"]["with"]
+    assert build["platforms"] == "linux/amd64,linux/arm64" and build["push"] is True
+    assert build["provenance"] == "mode=max" and build["sbom"] is True
+    attest = steps["actions/attest-build-provenance"]["with"]
+    assert attest["subject-digest"] == "${{ steps.build.outputs.digest }}"
+    assert attest["push-to-registry"] is True
+    (script,) = [step["run"] for step in tag["steps"] if "run" in step]
+    assert 'scripts/release_action.py "$IMAGE" action.yml' in script

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import git
 import test_action
+from action_run import BAD, PR, REPOSITORY, ActionRun, Workspace
 from events import ZERO_SHA, merge_group, push
 from gate_fixtures import config_yaml, jsonl
 from github_stub import Fault
 from gitrepo import RepoBuilder
-from test_action import BAD, PR, REPOSITORY, Workspace
 from test_markdown import prompt, regression, report
 
 from promptgate.github.workflow import append_summary
@@ -39,7 +39,7 @@ def _actions_checkout(workspace: Workspace, sha: str) -> None:
     workspace.builder = checkout
 
 
-def _report(workspace: Workspace, run: test_action.ActionRun) -> dict[str, object]:
+def _report(workspace: Workspace, run: ActionRun) -> dict[str, object]:
     data: dict[str, object] = json.loads(
         (workspace.builder.root / run.outputs["report-path"]).read_text()
     )
@@ -150,9 +150,7 @@ def test_a_cjk_report_keeps_the_job_summary_under_one_mib_of_bytes(workspace: Wo
     texts = [" ".join(f"{CJK_WORD}{i}-{j}" for j in range(80)) for i in range(12)]
     prompts = {f"prompts/p{i:02}.txt": "{{ text }}\n" for i in range(14)}
     evals = {f"evals/p{i:02}.jsonl": jsonl(texts) for i in range(14)}
-    config = config_yaml(
-        workspace.llm, workspace.tmp / "mlflow.db", extra="gate:\n  top_regressions: 12\n"
-    )
+    config = config_yaml(workspace.llm, workspace.mlflow_db, extra="gate:\n  top_regressions: 12\n")
     workspace.builder.checkout("main")
     workspace.builder.commit({"promptgate.yaml": config, **prompts, **evals})
     workspace.builder.checkout("pr")

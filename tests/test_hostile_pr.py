@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from action_run import BAD, Workspace, new_workspace
 from gate_fixtures import API_KEY, API_KEY_ENV, config_yaml
 from github_stub import GitHubStub
 from llm_stub import LLMStub
 from runner_log import acted_on
-from test_action import BAD, Workspace, new_workspace
 
 from promptgate.cli import execute
 from promptgate.report.model import Report
