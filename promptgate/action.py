@@ -26,6 +26,7 @@ from promptgate.github.event import (
 )
 from promptgate.github.workflow import WorkflowCommands, append_summary, write_outputs
 from promptgate.interrupt import terminate_as_interrupt
+from promptgate.masking import on_secret
 from promptgate.report.markdown import render_markdown
 from promptgate.report.model import Override, Report
 from promptgate.report.terminal import print_summary
@@ -95,6 +96,14 @@ def _run(env: Mapping[str, str], commands: WorkflowCommands) -> int:
     for secret in [inputs.github_token, *(env.get(name, "") for name in SECRET_ENV_VARS)]:
         commands.mask(secret)
     commands.stop_commands()  # from here on no text from the PR can be a workflow command
+    stop_masking = on_secret(commands.mask)  # the config's keys and header secrets, once known
+    try:
+        return _gate(env, commands, inputs)
+    finally:
+        stop_masking()
+
+
+def _gate(env: Mapping[str, str], commands: WorkflowCommands, inputs: ActionInputs) -> int:
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
     trust_workspace(workspace)
     try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from promptgate.envref import template_error
 from promptgate.metrics.languages import BleuTokenizer, missing_tokenizer_package
 from promptgate.yamlsource import validate_yaml
 
@@ -19,6 +21,24 @@ class Strict(BaseModel):
     # NaN or infinity as a threshold, timeout or score floor would silently disarm or jam the gate.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+
+#: The body field that carries the token limit (providers/parameters.py chooses when unset).
+TokenLimitParam = Literal["max_tokens", "max_completion_tokens"]
+#: RFC 9110's token: what a header name may be made of.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Headers promptgate sets (the key, the body's framing): a config may not replace them.
+RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "api-key",
+        "x-api-key",
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+    }
+)
 
 DEFAULT_MODELS = {
     "openai": "gpt-4o-mini",
@@ -41,6 +61,40 @@ class ProviderConfig(Strict):
     concurrency: int = Field(default=8, ge=1, le=256)
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers on every call. A value may reference environment "
+        "variables as ${NAME}: those values are secrets, never printed or stored.",
+    )
+    seed: int | None = Field(
+        default=None,
+        description="Sent as `seed` (best-effort determinism where the server offers it); "
+        "part of the cache key. A .prompt.yml's own seed wins.",
+    )
+    token_limit_param: TokenLimitParam | None = Field(
+        default=None,
+        description="The body field for max_tokens. Unset: max_completion_tokens for OpenAI's "
+        "reasoning models (o1, o3, o4, gpt-5), which also get no temperature; else max_tokens.",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names_and_values(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(
+                    f"{name} is set by promptgate itself"
+                    + (
+                        ": put the key in the variable api_key_env names"
+                        if name.lower() == "authorization"
+                        else ""
+                    )
+                )
+            if problem := template_error(value):
+                raise ValueError(f"header {name}: {problem}")
+        return headers
 
     @model_validator(mode="before")
     @classmethod

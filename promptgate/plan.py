@@ -18,6 +18,7 @@ from promptgate.dataset import Example, examples_from_test_data, parse_dataset
 from promptgate.errors import BadInput
 from promptgate.prompts import PromptTemplate, parse_prompt
 from promptgate.providers.base import ChatRequest
+from promptgate.providers.parameters import sampling_temperature
 from promptgate.report.model import DatasetDiff, Side
 
 
@@ -225,10 +226,14 @@ def _requests_for(
     serves every repeat (and the key stays what it always was)."""
     messages = template.render(example.vars, example.id)
     parameters = dict(template.parameters)
-    temperature = float(parameters.pop("temperature", config.provider.temperature))
-    max_tokens = int(parameters.pop("max_tokens", config.provider.max_tokens))
-    extra = tuple(sorted(parameters.items()))
     model = template.model or config.provider.model
+    temperature = sampling_temperature(
+        model, float(parameters.pop("temperature", config.provider.temperature))
+    )
+    max_tokens = int(parameters.pop("max_tokens", config.provider.max_tokens))
+    if config.provider.seed is not None:
+        parameters.setdefault("seed", config.provider.seed)
+    extra = tuple(sorted(parameters.items()))
     first = ChatRequest(
         model=model,
         messages=messages,

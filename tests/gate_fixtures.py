@@ -50,17 +50,22 @@ def config_yaml(
     prompts: str = "  - path: prompts/*.txt\n    dataset: evals/{stem}.jsonl\n",
     max_retries: int = 3,
     extra: str = "",
+    provider: str = "",
+    model: str = "stub-model",
 ) -> str:
+    """A promptgate.yaml for `stub`; `provider` adds lines to the provider block, `extra`
+    top-level blocks."""
     return (
         "version: 1\n"
         "provider:\n"
         "  kind: openai\n"
         f"  base_url: {stub.base_url}\n"
-        "  model: stub-model\n"
+        f"  model: {model}\n"
         f"  api_key_env: {API_KEY_ENV}\n"
         "  concurrency: 4\n"
         "  timeout_s: 5\n"
         f"  max_retries: {max_retries}\n"
+        f"{provider}"
         f"prompts:\n{prompts}"
         f"metrics:\n{metrics}"
         "mlflow:\n"

@@ -427,6 +427,8 @@ class LLMStub:
         if not isinstance(request.body, dict):
             return _error(400, "the body must be a JSON object")
         body = request.body
+        if refused := _reasoning_model_refusal(body):
+            return refused
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
             if fault is None and self._failure_rate and self._random.random() < self._failure_rate:
@@ -442,7 +444,7 @@ class LLMStub:
             elif self.sampling_noise > 0:
                 text = self._noisy_reply(messages, body)
             else:
-                text = echo(messages, int(body.get("max_tokens") or 16))
+                text = echo(messages, _token_limit(body))
             return _Response(200, _completion(body, text, number))
         if fault.kind == "http_error":
             if fault.body is not None:
@@ -457,7 +459,7 @@ class LLMStub:
         return fault  # reset, close or hang: the connection is dealt with, not answered
 
     def _noisy_reply(self, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
-        temperature = float(body.get("temperature") or 0.0)
+        temperature = float(body.get("temperature", _default_temperature(body)) or 0.0)
         if temperature > 0:
             key = json.dumps(body, sort_keys=True)
             with self._lock:
@@ -470,10 +472,58 @@ class LLMStub:
         return noisy_answer(
             messages,
             temperature=temperature,
-            max_tokens=int(body.get("max_tokens") or 16),
+            max_tokens=_token_limit(body),
             sampling_noise=self.sampling_noise,
             rng=random.Random(seed),
         )
+
+
+#: OpenAI's reasoning models, as its API reference lists them: o1, o3, o4 and gpt-5 (and their
+#: dated and sized variants).
+REASONING_MODELS = re.compile(r"(?:openai/)?(?:o1|o3|o4|gpt-5)(?:-[\w.-]+|\.\d+)?")
+
+
+def _is_reasoning(body: dict[str, Any]) -> bool:
+    return REASONING_MODELS.fullmatch(str(body.get("model", ""))) is not None
+
+
+def _reasoning_model_refusal(body: dict[str, Any]) -> _Response | None:
+    """OpenAI's 400s for what a reasoning model does not take: `max_tokens`, and any
+    temperature but its default, 1 (the messages and codes its API returns)."""
+    if not _is_reasoning(body):
+        return None
+    if "max_tokens" in body:
+        return _invalid_request(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            param="max_tokens",
+            code="unsupported_parameter",
+        )
+    if "temperature" in body and body["temperature"] != 1:
+        return _invalid_request(
+            f"Unsupported value: 'temperature' does not support {body['temperature']} with this "
+            "model. Only the default (1) value is supported.",
+            param="temperature",
+            code="unsupported_value",
+        )
+    return None
+
+
+def _default_temperature(body: dict[str, Any]) -> float:
+    """What a body without `temperature` samples at: 1, the API's default (a reasoning model's
+    only value); the stub's older callers that leave it out of other models mean greedy."""
+    return 1.0 if _is_reasoning(body) else 0.0
+
+
+def _token_limit(body: dict[str, Any]) -> int:
+    return int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+
+
+def _invalid_request(message: str, *, param: str, code: str) -> _Response:
+    payload = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+    return _Response(400, json.dumps(payload).encode())
 
 
 def _completion(body: dict[str, Any], text: str, number: int) -> bytes:

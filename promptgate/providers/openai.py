@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptgate.config import ProviderConfig
+from promptgate.envref import resolve
 from promptgate.errors import BadInput
+from promptgate.masking import add_secret
 from promptgate.providers.base import ChatRequest, Provider, ProviderError
+from promptgate.providers.parameters import is_reasoning_model, token_limit_param
 from promptgate.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
@@ -95,6 +98,14 @@ class OpenAIProvider(Provider):
                 f"${self.api_key_env} (or point provider.api_key_env at the variable that "
                 "holds it)"
             )
+        self._headers: dict[str, str] = {}
+        self._secrets = [self._api_key] if self._api_key else []
+        for name, template in config.headers.items():
+            value, secrets = resolve(template, os.environ, where=f"provider.headers.{name}")
+            self._headers[name] = value
+            self._secrets += secrets
+        for secret in self._secrets:
+            add_secret(secret)
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._proxy: tuple[yarl.URL | None, aiohttp.BasicAuth | None] = (None, None)
@@ -114,7 +125,7 @@ class OpenAIProvider(Provider):
         loop = asyncio.get_running_loop()
         if self._session is None or self._session_loop is not loop:
             # A session left over from a finished loop cannot be closed from this one; drop it.
-            headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+            headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self._headers}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
             timeout_s = self.config.timeout_s
@@ -137,7 +148,9 @@ class OpenAIProvider(Provider):
             await session.close()
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _error(
         self,
@@ -157,13 +170,7 @@ class OpenAIProvider(Provider):
         )
 
     async def complete(self, request: ChatRequest) -> str:
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": [m.model_dump() for m in request.messages],
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-            **dict(request.extra_params),
-        }
+        body = self._body(request)
         import aiohttp
 
         try:
@@ -186,6 +193,18 @@ class OpenAIProvider(Provider):
         if answer.status != 200:
             raise self._status_error(answer, request)
         return self._completion_text(answer)
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        """The chat-completions body: the token limit in the field the model takes, and no
+        temperature for a model that accepts none but its own (providers/parameters.py)."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [m.model_dump() for m in request.messages],
+        }
+        if not is_reasoning_model(request.model):
+            body["temperature"] = request.temperature
+        body[token_limit_param(request.model, self.config.token_limit_param)] = request.max_tokens
+        return {**body, **dict(request.extra_params)}
 
     async def _post(self, body: dict[str, Any]) -> _Answer:
         session = self._session_for_running_loop()
