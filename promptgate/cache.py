@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from promptgate.errors import CouldNotEvaluate
+from promptgate.providers.base import Completion
 from promptgate.trust import SQLITE_COMPANIONS, STATE_DIR, ensure_state_dir, untrusted_reason
 
 CACHE_DIR_ENV = "PROMPTGATE_CACHE_DIR"
@@ -31,6 +32,27 @@ CREATE TABLE IF NOT EXISTS completions (
     created_at REAL NOT NULL
 ) WITHOUT ROWID
 """
+#: What a call cost, kept with its answer so that a cached re-run still reports it; added to a
+#: cache made before they existed (whose answers then report none).
+_USAGE_COLUMNS = {"prompt_tokens": "INTEGER", "completion_tokens": "INTEGER", "latency_ms": "REAL"}
+_COLUMNS = ("key", "text", "created_at", *_USAGE_COLUMNS)
+
+
+def _cached_answer(
+    text: str, prompt_tokens: object, completion_tokens: object, latency_ms: object
+) -> Completion:
+    """A stored answer, its usage kept only where it is a sane count (a cache file is data)."""
+    counts = [
+        n if isinstance(n, int) and n >= 0 else None for n in (prompt_tokens, completion_tokens)
+    ]
+    latency = latency_ms if isinstance(latency_ms, (int, float)) and 0 <= latency_ms < 1e9 else None
+    return Completion(
+        text=text,
+        prompt_tokens=counts[0],
+        completion_tokens=counts[1],
+        latency_ms=None if latency is None else float(latency),
+        cached=True,
+    )
 
 
 def default_cache_path(repo_root: Path) -> Path:
@@ -76,7 +98,7 @@ class ResponseCache:
         self.path = Path(path)
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
-        self._pending: dict[str, tuple[str, float]] = {}
+        self._pending: dict[str, tuple[Completion, float]] = {}
         self._oldest_pending = 0.0
         self._lock = threading.Lock()
         self._closed = False
@@ -96,6 +118,10 @@ class ResponseCache:
             # the latest commits, and never corrupts the file.
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._execute_despite_busy(_SCHEMA, deadline)
+            present = {row[1] for row in self._conn.execute("PRAGMA table_info(completions)")}
+            for column, kind in _USAGE_COLUMNS.items():
+                if column not in present:
+                    self._add_column_despite_race(column, kind, deadline)
         except (OSError, sqlite3.Error) as exc:
             if connection is not None:
                 connection.close()
@@ -120,22 +146,36 @@ class ResponseCache:
                     raise
                 time.sleep(0.005)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        """The cached text of every key that has one, in one query per 500 keys."""
+    def _add_column_despite_race(self, column: str, kind: str, deadline: float) -> None:
+        """Add a usage column to an older cache; another process adding it first is fine."""
+        try:
+            self._execute_despite_busy(
+                f"ALTER TABLE completions ADD COLUMN {column} {kind}", deadline
+            )
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
+        """The cached answer of every key that has one (marked cached), in one query per 500
+        keys."""
         wanted = list(dict.fromkeys(keys))
-        found: dict[str, str] = {}
+        found: dict[str, Completion] = {}
         with self._lock:
             for key in wanted:
                 if key in self._pending:
-                    found[key] = self._pending[key][0]
+                    found[key] = self._pending[key][0].model_copy(update={"cached": True})
             missing = [key for key in wanted if key not in found]
             for start in range(0, len(missing), _KEYS_PER_QUERY):
                 chunk = missing[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    f"SELECT key, text FROM completions WHERE key IN ({marks})", chunk
+                    "SELECT key, text, prompt_tokens, completion_tokens, latency_ms "
+                    f"FROM completions WHERE key IN ({marks})",
+                    chunk,
                 )
-                found.update(rows)
+                for key, text, prompt_tokens, completion_tokens, latency_ms in rows:
+                    found[key] = _cached_answer(text, prompt_tokens, completion_tokens, latency_ms)
         return found
 
     def import_from(self, other: Path) -> int:
@@ -147,8 +187,13 @@ class ResponseCache:
                 self._conn.execute("ATTACH DATABASE ? AS other", (str(other),))
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
+                    theirs = {
+                        row[1] for row in self._conn.execute("PRAGMA other.table_info(completions)")
+                    }
+                    columns = [c for c in _COLUMNS if c in theirs]  # an older cache has fewer
+                    listed = ", ".join(columns)
                     self._conn.execute(
-                        "INSERT OR IGNORE INTO completions SELECT key, text, created_at "
+                        f"INSERT OR IGNORE INTO completions ({listed}) SELECT {listed} "
                         "FROM other.completions"
                     )
                     self._conn.execute("COMMIT")
@@ -165,14 +210,14 @@ class ResponseCache:
     def _count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM completions").fetchone()[0])
 
-    def put(self, key: str, text: str) -> None:
+    def put(self, key: str, answer: Completion) -> None:
         with self._lock:
             if self._closed:
                 raise ValueError(f"the response cache {self.path} is closed")
             now = time.monotonic()
             if not self._pending:
                 self._oldest_pending = now
-            self._pending.setdefault(key, (text, time.time()))
+            self._pending.setdefault(key, (answer, time.time()))
             due = (
                 len(self._pending) >= self.flush_every
                 or now - self._oldest_pending >= self.flush_interval_s
@@ -187,12 +232,16 @@ class ResponseCache:
     def _flush_locked(self) -> None:
         if not self._pending or self._closed:
             return
-        rows = [(key, text, created) for key, (text, created) in self._pending.items()]
+        rows = [
+            (key, a.text, created, a.prompt_tokens, a.completion_tokens, a.latency_ms)
+            for key, (a, created) in self._pending.items()
+        ]
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
-                    "INSERT OR IGNORE INTO completions (key, text, created_at) VALUES (?, ?, ?)",
+                    f"INSERT OR IGNORE INTO completions ({', '.join(_COLUMNS)}) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 self._conn.execute("COMMIT")

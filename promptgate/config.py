@@ -47,6 +47,13 @@ DEFAULT_MODELS = {
 }
 
 
+class PriceConfig(Strict):
+    """What the provider charges, in USD per million tokens (no built-in price list)."""
+
+    input_per_mtok: float = Field(ge=0, description="USD per million prompt tokens")
+    output_per_mtok: float = Field(ge=0, description="USD per million completion tokens")
+
+
 class ProviderConfig(Strict):
     kind: Literal["openai", "github-models", "offline"] = "openai"
     base_url: str | None = Field(
@@ -70,6 +77,9 @@ class ProviderConfig(Strict):
         default=None,
         description="Sent as `seed` (best-effort determinism where the server offers it); "
         "part of the cache key. A .prompt.yml's own seed wins.",
+    )
+    price: PriceConfig | None = Field(
+        default=None, description="USD per million tokens: the report's cost figures"
     )
     token_limit_param: TokenLimitParam | None = Field(
         default=None,
@@ -204,6 +214,18 @@ class GateSettings(Strict):
         description="A prompt whose eval set the PR changes (file or .prompt.yml testData): "
         "`warn` reports it with its counts; `fail` also makes its verdict `fail`, so the change "
         "needs the override label.",
+    )
+    max_token_increase: float | None = Field(
+        default=None,
+        gt=0,
+        description="Fail a prompt whose candidate uses this much more tokens per call (prompt "
+        "and completion, relative: 0.25 is +25 %) than its baseline. Unset: reported only.",
+    )
+    max_latency_increase: float | None = Field(
+        default=None,
+        gt=0,
+        description="Fail a prompt whose candidate's median latency is this much higher "
+        "(relative) than its baseline's. Unset: reported only.",
     )
 
     @field_validator("samples", mode="before")

@@ -36,6 +36,7 @@ from promptgate.request import GateRequest
 from promptgate.scoring import Scorer, Slot
 from promptgate.sequential import gate_rule, is_undecided, with_look
 from promptgate.tracking import log_gate_run, prepare_in_background, resolve_tracking_uri
+from promptgate.usage import usage_of, usage_reasons
 
 
 @dataclass
@@ -138,6 +139,12 @@ def evaluate(
         config_changes=gate_config.changes,
         prompts=[e.report for e in evaluations],
         calls=calls,
+        usage=usage_of(
+            (a for plan in plans for answers in plan.answers.values() for a in answers),
+            config.provider.price,
+        )
+        if any(plan.answers for plan in plans)
+        else None,
         gate=_gate_info(gate_config, scorer.signatures() if scorer else {}, tests, rounds),
         errors=failures,
         warnings=generation.warnings,
@@ -233,6 +240,9 @@ def _judge(
         diff=_unified_diff(plan),
         samples=plan.samples or None,
         rounds=list(previous.report.rounds) if previous else [],
+        usage={
+            side: usage_of(answers, config.provider.price) for side, answers in plan.answers.items()
+        },
     )
     evaluation = PromptEvaluation(
         report=report,
@@ -304,6 +314,9 @@ def _settle_verdicts(prompts: list[PromptReport], config: Config) -> int:
                 f"the eval set changed in this PR ({dataset_change_counts(report.dataset_diff)}) "
                 f"and the base config sets gate.on_dataset_change: fail{accept}"
             )
+        if costlier := usage_reasons(report.usage, config.gate):
+            report.verdict = "fail"
+            report.reason = "; ".join([*([report.reason] if report.reason else []), *costlier])
     return tests
 
 

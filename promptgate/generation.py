@@ -18,7 +18,7 @@ from promptgate.config import Config
 from promptgate.metrics.languages import Settled, settle_metrics
 from promptgate.plan import PromptPlan
 from promptgate.providers import make_provider
-from promptgate.providers.base import ChatRequest, Provider
+from promptgate.providers.base import ChatRequest, Completion, Provider
 from promptgate.report.model import CallStats
 from promptgate.request import GateRequest
 from promptgate.runner import run_requests_sync
@@ -104,8 +104,8 @@ class Generation:
             on_answer=score,
             cache_only=self.request.cache_only,
         )
-        for slot, output in zip(slots, outcome.outputs, strict=True):
-            self._store(slot, output)
+        for slot, answer in zip(slots, outcome.answers, strict=True):
+            self._store(slot, answer)
         self._count(outcome.stats, outcome.failures)
         scorer.finish()
 
@@ -133,10 +133,13 @@ class Generation:
     def _request(self, slot: Slot) -> ChatRequest:
         return self.plans[slot.plan].requests[slot.side][slot.example][slot.sample]
 
-    def _store(self, slot: Slot, output: str | None) -> None:
-        per_example = self.plans[slot.plan].outputs[slot.side][slot.example]
+    def _store(self, slot: Slot, answer: Completion | None) -> None:
+        plan = self.plans[slot.plan]
+        per_example = plan.outputs[slot.side][slot.example]
         per_example.extend([None] * (slot.sample + 1 - len(per_example)))
-        per_example[slot.sample] = output
+        per_example[slot.sample] = answer.text if answer is not None else None
+        if answer is not None:
+            plan.answers.setdefault(slot.side, []).append(answer)
 
     def _count(self, stats: CallStats, failures: list[str]) -> None:
         self.stats += stats

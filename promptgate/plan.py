@@ -17,7 +17,7 @@ from promptgate.config import Config
 from promptgate.dataset import Example, examples_from_test_data, parse_dataset
 from promptgate.errors import BadInput
 from promptgate.prompts import PromptTemplate, parse_prompt
-from promptgate.providers.base import ChatRequest
+from promptgate.providers.base import ChatRequest, Completion
 from promptgate.providers.parameters import sampling_temperature
 from promptgate.report.model import DatasetDiff, Side
 
@@ -36,6 +36,8 @@ class PromptPlan:
     requests: dict[Side, list[list[ChatRequest]]] = field(default_factory=dict)
     #: outputs[side][example index][sample index]; None where generation was given up
     outputs: dict[Side, list[list[str | None]]] = field(default_factory=dict)
+    #: every answer each side got, over all rounds: what its calls cost (usage.py)
+    answers: dict[Side, list[Completion]] = field(default_factory=dict)
 
     def sides(self) -> list[Side]:
         return [side for side in ("baseline", "candidate") if side in self.requests]

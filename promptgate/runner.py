@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from promptgate.cache import ResponseCache
-from promptgate.providers.base import ChatRequest, Provider, ProviderError
+from promptgate.providers.base import ChatRequest, Completion, Provider, ProviderError
 from promptgate.report.model import CallStats
 
 RETRY_AFTER_CAP_S = 60.0
@@ -27,7 +27,9 @@ AnswerCallback = Callable[[int, str], None]
 class RunOutcome:
     """What a run produced.
 
-    `outputs[i]` answers `requests[i]`; None means the call was given up.
+    `answers[i]` answers `requests[i]` (its text, token counts and latency); None means the
+    call was given up. A cache hit or a duplicate of a request sent in this run is marked
+    `cached` and carries the usage of the call that got it.
     `stats` always has `requested == cached + made + skipped`: every request is either
     answered without a call of its own (a cache hit, or a duplicate of a request sent in this
     run), or is one of the distinct requests sent, or was not sent because an earlier answer
@@ -37,9 +39,14 @@ class RunOutcome:
     `failures` holds the distinct messages of given-up calls, at most 20.
     """
 
-    outputs: list[str | None]
+    answers: list[Completion | None]
     stats: CallStats
     failures: list[str] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[str | None]:
+        """The answers' texts."""
+        return [answer.text if answer is not None else None for answer in self.answers]
 
 
 class AdaptiveLimit:
@@ -143,7 +150,7 @@ class _Calls:
         self.failures: dict[str, None] = {}  # insertion-ordered set
         self.stop_reason: str | None = None  # set by a fatal error: send nothing more
 
-    async def answer(self, request: ChatRequest) -> str | None:
+    async def answer(self, request: ChatRequest) -> Completion | None:
         attempt = 1
         while True:
             # The slot is held for the call only, not while backing off. A retry goes ahead of
@@ -217,14 +224,14 @@ async def run_requests(
     for index, request in enumerate(requests):
         positions.setdefault(request.cache_key(identity), []).append(index)
 
-    outputs: list[str | None] = [None] * len(requests)
+    answers: list[Completion | None] = [None] * len(requests)
     hits = cache.get_many(positions) if cache is not None else {}
     done = 0
-    for key, text in hits.items():
+    for key, hit in hits.items():
         for index in positions[key]:
-            outputs[index] = text
+            answers[index] = hit
             if on_answer is not None:
-                on_answer(index, text)
+                on_answer(index, hit.text)
         done += len(positions[key])
     to_send = [(key, indices) for key, indices in positions.items() if key not in hits]
     if done and on_progress is not None:
@@ -242,14 +249,15 @@ async def run_requests(
 
     async def send(key: str, indices: list[int]) -> None:
         nonlocal done
-        text = await calls.answer(requests[indices[0]])
-        if text is not None:
-            for index in indices:
-                outputs[index] = text
+        answer = await calls.answer(requests[indices[0]])
+        if answer is not None:
+            duplicate = answer.model_copy(update={"cached": True})
+            for position, index in enumerate(indices):
+                answers[index] = answer if position == 0 else duplicate
                 if on_answer is not None:
-                    on_answer(index, text)
+                    on_answer(index, answer.text)
             if cache is not None:
-                cache.put(key, text)
+                cache.put(key, answer)
         done += len(indices)
         if on_progress is not None:
             on_progress(done)
@@ -274,7 +282,7 @@ async def run_requests(
         retried=calls.retried,
         failed=calls.failed,
     )
-    return RunOutcome(outputs=outputs, stats=stats, failures=list(calls.failures))
+    return RunOutcome(answers=answers, stats=stats, failures=list(calls.failures))
 
 
 def run_requests_sync(

@@ -32,7 +32,7 @@ from promptgate.background import import_in_background
 from promptgate.config import MlflowConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.evaluation import PromptEvaluation
-from promptgate.report.model import MlflowInfo, Report
+from promptgate.report.model import MlflowInfo, Report, Usage
 from promptgate.trust import SQLITE_COMPANIONS, untrusted_reason
 
 if TYPE_CHECKING:
@@ -437,7 +437,16 @@ def _parent_metrics(report: Report) -> dict[str, float | None]:
     for verdict in ("pass", "fail", "new", "removed", "error"):
         metrics[f"prompts.{verdict}"] = float(sum(p.verdict == verdict for p in report.prompts))
     metrics["prompts.total"] = float(len(report.prompts))
+    if report.usage is not None:
+        metrics |= _usage_metrics(report.usage)
     return metrics
+
+
+def _usage_metrics(usage: Usage) -> dict[str, float | None]:
+    """`usage.*`: what the answers cost (a null figure is left out, as every null metric is)."""
+    figures = usage.model_dump()
+    figures["tokens_per_call"] = usage.tokens_per_call
+    return {f"usage.{name}": None if v is None else float(v) for name, v in figures.items()}
 
 
 def _log_child(
@@ -496,6 +505,8 @@ def _log_child(
                 f"{name}.ci_high": result.ci_high,
                 f"{name}.failed": float(result.status == "fail"),
             }
+    if usage := prompt.usage.get(version):
+        metrics |= _usage_metrics(usage)
     try:
         _log_batch(client, run_id, params=params, metrics=metrics)
         if text is not None:

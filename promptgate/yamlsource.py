@@ -22,6 +22,26 @@ class _UnreadableScalar(yaml.constructor.ConstructorError):
 
 
 class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping whose keys are unique: PyYAML keeps the last of two equal keys silently,
+        so a reviewer reading the first would not see what runs (YAML itself forbids them).
+        Keys a merge (`<<`) brings in may be overridden, as YAML allows."""
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise _UnreadableScalar(
+                    None,
+                    None,
+                    f"the key {key_node.value!r} appears twice (first on line {seen[key]}); "
+                    "keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)

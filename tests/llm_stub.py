@@ -526,8 +526,15 @@ def _invalid_request(message: str, *, param: str, code: str) -> _Response:
     return _Response(400, json.dumps(payload).encode())
 
 
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The stub's token count of a request: the words of every message (its `usage`)."""
+    messages = body.get("messages") or []
+    return sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
+
+
 def _completion(body: dict[str, Any], text: str, number: int) -> bytes:
     words = len(text.split())
+    prompt = prompt_tokens(body)
     return json.dumps(
         {
             "id": f"chatcmpl-stub-{number}",
@@ -541,7 +548,11 @@ def _completion(body: dict[str, Any], text: str, number: int) -> bytes:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": 0, "completion_tokens": words, "total_tokens": words},
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": words,
+                "total_tokens": prompt + words,
+            },
         }
     ).encode()
 

@@ -14,6 +14,15 @@ import pytest
 
 from promptgate.cache import ResponseCache, default_cache_path, open_cache
 from promptgate.errors import CouldNotEvaluate
+from promptgate.providers.base import Completion
+
+
+def answer(text: str) -> Completion:
+    return Completion(text=text)
+
+
+def texts(found: dict[str, Completion]) -> dict[str, str]:
+    return {key: completion.text for key, completion in found.items()}
 
 
 def rows_on_disk(path: Path) -> dict[str, str]:
@@ -30,23 +39,23 @@ def integrity(path: Path) -> str:
 def test_an_answer_can_be_read_back_before_and_after_it_is_written(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite3"
     with ResponseCache(path) as cache:
-        cache.put("k1", "first answer")
-        assert cache.get_many(["k1", "k2"]) == {"k1": "first answer"}
+        cache.put("k1", answer("first answer"))
+        assert texts(cache.get_many(["k1", "k2"])) == {"k1": "first answer"}
         assert rows_on_disk(path) == {}  # still buffered
     assert rows_on_disk(path) == {"k1": "first answer"}  # written on close
     with ResponseCache(path) as reopened:
-        assert reopened.get_many(["k1", "k2", "k1"]) == {"k1": "first answer"}
+        assert texts(reopened.get_many(["k1", "k2", "k1"])) == {"k1": "first answer"}
 
 
 def test_writes_are_batched_not_committed_one_by_one(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite3"
     with ResponseCache(path, flush_every=64, flush_interval_s=3600) as cache:
         for i in range(63):
-            cache.put(f"k{i}", f"answer {i}")
+            cache.put(f"k{i}", answer(f"answer {i}"))
         assert rows_on_disk(path) == {}
-        cache.put("k63", "answer 63")
+        cache.put("k63", answer("answer 63"))
         assert len(rows_on_disk(path)) == 64
-        cache.put("k64", "answer 64")
+        cache.put("k64", answer("answer 64"))
         assert len(rows_on_disk(path)) == 64
         cache.flush()
         assert len(rows_on_disk(path)) == 65
@@ -55,21 +64,21 @@ def test_writes_are_batched_not_committed_one_by_one(tmp_path: Path) -> None:
 def test_a_quiet_buffer_is_written_after_the_flush_interval(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite3"
     with ResponseCache(path, flush_interval_s=0.05) as cache:
-        cache.put("early", "a")
+        cache.put("early", answer("a"))
         time.sleep(0.1)
-        cache.put("late", "b")
+        cache.put("late", answer("b"))
         assert rows_on_disk(path) == {"early": "a", "late": "b"}
 
 
 def test_the_first_answer_for_a_key_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite3"
     with ResponseCache(path) as cache:
-        cache.put("k", "first")
-        cache.put("k", "second")  # same buffer
+        cache.put("k", answer("first"))
+        cache.put("k", answer("second"))  # same buffer
     with ResponseCache(path) as cache:
-        cache.put("k", "third")  # already on disk
+        cache.put("k", answer("third"))  # already on disk
         cache.flush()
-        assert cache.get_many(["k"]) == {"k": "first"}
+        assert texts(cache.get_many(["k"])) == {"k": "first"}
     assert rows_on_disk(path) == {"k": "first"}
 
 
@@ -77,9 +86,9 @@ def test_thousands_of_keys_are_looked_up_at_once(tmp_path: Path) -> None:
     keys = [f"key-{i:05d}" for i in range(2500)]
     with ResponseCache(tmp_path / "cache.sqlite3") as cache:
         for key in keys:
-            cache.put(key, key.upper())
+            cache.put(key, answer(key.upper()))
         cache.flush()
-        found = cache.get_many([*keys, "missing-1", "missing-2"])
+        found = texts(cache.get_many([*keys, "missing-1", "missing-2"]))
     assert found == {key: key.upper() for key in keys}
 
 
@@ -92,11 +101,11 @@ def test_the_file_uses_write_ahead_logging(tmp_path: Path) -> None:
 
 def test_closing_is_idempotent_and_a_closed_cache_refuses_writes(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "cache.sqlite3")
-    cache.put("k", "v")
+    cache.put("k", answer("v"))
     cache.close()
     cache.close()
     with pytest.raises(ValueError, match="closed"):
-        cache.put("k2", "v2")
+        cache.put("k2", answer("v2"))
     assert rows_on_disk(tmp_path / "cache.sqlite3") == {"k": "v"}
 
 
@@ -105,6 +114,7 @@ WRITER = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from promptgate.cache import ResponseCache
+    from promptgate.providers.base import Completion
 
     path, name, count, batch = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     (path.parent / f"ready-{name}").touch()
@@ -116,7 +126,7 @@ WRITER = textwrap.dedent(
     for i in range(count):
         # keys below 1000 are written by every writer, the rest by this one only
         key = f"shared-{i}" if i < 1000 else f"{name}-{i}"
-        cache.put(key, f"{name} answer {i}")
+        cache.put(key, Completion(text=f"{name} answer {i}"))
         assert cache.get_many([key])
     if name == "crash":
         os.kill(os.getpid(), 9)  # no close, no final flush
@@ -180,7 +190,7 @@ def test_a_killed_writer_loses_only_its_unflushed_tail(tmp_path: Path) -> None:
     assert integrity(path) == "ok"
     assert len(rows_on_disk(path)) == 1200  # twelve full batches; the 34 after them are lost
     with ResponseCache(path) as cache:  # and the file is as usable as ever
-        cache.put("after", "the crash")
+        cache.put("after", answer("the crash"))
     assert rows_on_disk(path)["after"] == "the crash"
 
 
@@ -218,5 +228,5 @@ def test_the_cache_lives_in_the_repository_unless_a_directory_is_configured(
 def test_opening_a_cache_creates_its_directory(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "cache.sqlite3"
     with ResponseCache(path) as cache:
-        cache.put("k", "v")
+        cache.put("k", answer("v"))
     assert rows_on_disk(path) == {"k": "v"}

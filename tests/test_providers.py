@@ -16,6 +16,7 @@ from promptgate.errors import BadInput, ExitCode
 from promptgate.providers import (
     ChatMessage,
     ChatRequest,
+    Completion,
     Provider,
     ProviderError,
     make_provider,
@@ -45,14 +46,19 @@ def stub_provider(stub: LLMStub, **settings: object) -> OpenAIProvider:
     return OpenAIProvider(config)
 
 
-def complete(provider: Provider, request: ChatRequest) -> str:
-    async def once() -> str:
+def completion(provider: Provider, request: ChatRequest) -> Completion:
+    async def once() -> Completion:
         try:
             return await provider.complete(request)
         finally:
             await provider.aclose()
 
     return asyncio.run(once())
+
+
+def complete(provider: Provider, request: ChatRequest) -> str:
+    """The answer's text."""
+    return completion(provider, request).text
 
 
 def failure(provider: Provider, request: ChatRequest) -> ProviderError:
@@ -109,7 +115,7 @@ def test_a_provider_keeps_its_connection_alive_and_can_reopen_after_closing(
     provider = stub_provider(llm_stub)
 
     async def three_calls_then_close() -> list[str]:
-        answers = [await provider.complete(chat(f"call {i}")) for i in range(3)]
+        answers = [(await provider.complete(chat(f"call {i}"))).text for i in range(3)]
         await provider.aclose()
         return answers
 

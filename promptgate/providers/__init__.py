@@ -6,7 +6,13 @@ import importlib
 
 from promptgate.background import import_in_background
 from promptgate.config import ProviderConfig
-from promptgate.providers.base import ChatMessage, ChatRequest, Provider, ProviderError
+from promptgate.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    Provider,
+    ProviderError,
+)
 
 PROVIDERS: dict[str, str] = {
     "openai": "promptgate.providers.openai:OpenAIProvider",
@@ -38,6 +44,7 @@ __all__ = [
     "PROVIDERS",
     "ChatMessage",
     "ChatRequest",
+    "Completion",
     "Provider",
     "ProviderError",
     "import_client_in_background",

@@ -42,6 +42,19 @@ class ChatRequest(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class Completion(BaseModel):
+    """An answer and what it cost: the server's token counts (None where it sent none) and how
+    long the call that got it took. `cached`: it came from the cache, with the counts and the
+    latency of the call that first got it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    text: str
+    prompt_tokens: int | None = Field(default=None, ge=0)
+    completion_tokens: int | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    cached: bool = False
+
+
 class ProviderError(Exception):
     """A call that did not produce an answer. `retryable` says whether trying again may help;
     `fatal` that no other call can succeed either (refused credentials, no quota left);
@@ -80,8 +93,8 @@ class Provider(ABC):
         return f"{self.kind}:{self.config.base_url or ''}"
 
     @abstractmethod
-    async def complete(self, request: ChatRequest) -> str:
-        """The completion text, or raise ProviderError."""
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The completion, or raise ProviderError."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once when the run ends."""

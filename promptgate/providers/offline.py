@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from promptgate.providers.base import ChatMessage, ChatRequest, Provider
+from promptgate.providers.base import ChatMessage, ChatRequest, Completion, Provider
 
 
 def echo_reply(messages: Iterable[ChatMessage], max_tokens: int) -> str:
@@ -23,5 +23,13 @@ class OfflineProvider(Provider):
     def identity(self) -> str:
         return "offline:echo"
 
-    async def complete(self, request: ChatRequest) -> str:
-        return echo_reply(request.messages, request.max_tokens)
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The echo, with words counted as tokens (an echo has no tokenizer) and no latency."""
+        text = echo_reply(request.messages, request.max_tokens)
+        prompt_words = sum(len(message.content.split()) for message in request.messages)
+        return Completion(
+            text=text,
+            prompt_tokens=prompt_words,
+            completion_tokens=len(text.split()),
+            latency_ms=0.0,
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from promptgate.config import ProviderConfig
 from promptgate.envref import resolve
 from promptgate.errors import BadInput
 from promptgate.masking import add_secret
-from promptgate.providers.base import ChatRequest, Provider, ProviderError
+from promptgate.providers.base import ChatRequest, Completion, Provider, ProviderError
 from promptgate.providers.parameters import is_reasoning_model, token_limit_param
 from promptgate.retry_after import parse_retry_after
 
@@ -169,10 +170,11 @@ class OpenAIProvider(Provider):
             overloaded=overloaded,
         )
 
-    async def complete(self, request: ChatRequest) -> str:
+    async def complete(self, request: ChatRequest) -> Completion:
         body = self._body(request)
         import aiohttp
 
+        started = time.monotonic()
         try:
             answer = await self._post(body)
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors
@@ -190,9 +192,17 @@ class OpenAIProvider(Provider):
             raise self._error(
                 f"connection to {self.url} failed ({detail})", retryable=True
             ) from None
+        latency_ms = (time.monotonic() - started) * 1000
         if answer.status != 200:
             raise self._status_error(answer, request)
-        return self._completion_text(answer)
+        payload = self._payload(answer)
+        prompt_tokens, completion_tokens = _usage(payload)
+        return Completion(
+            text=self._completion_text(answer, payload),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+        )
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         """The chat-completions body: the token limit in the field the model takes, and no
@@ -251,14 +261,16 @@ class OpenAIProvider(Provider):
             return self._error(f"{where}: {hint}{said}", retryable=False)
         return self._error(f"{where}: unexpected status{said}", retryable=False)
 
-    def _completion_text(self, response: _Answer) -> str:
+    def _payload(self, response: _Answer) -> Any:
         try:
-            payload = response.json()
+            return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise self._error(
                 f"{self.url} answered 200 with a body that is not JSON: {_excerpt(response)}",
                 retryable=True,
             ) from None
+
+    def _completion_text(self, response: _Answer, payload: Any) -> str:
         try:
             choice = payload["choices"][0]
             content = choice["message"]["content"]
@@ -274,6 +286,19 @@ class OpenAIProvider(Provider):
                 retryable=True,
             )
         return content
+
+
+def _usage(payload: Any) -> tuple[int | None, int | None]:
+    """(prompt_tokens, completion_tokens) of an answer's `usage`, each where the server sent a
+    count (a server's body is untrusted: anything else is None, neither trusted nor fatal)."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _environment_proxy(url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from promptgate.report.model import CallStats, DatasetDiff, MetricResult, PromptReport, Report
+from promptgate.report.model import (
+    CallStats,
+    DatasetDiff,
+    MetricResult,
+    PromptReport,
+    Report,
+    Usage,
+)
 
 MINUS = "−"  # U+2212: lines up with "+" in proportional fonts
 DEFAULT_CONFIDENCE = 0.95
@@ -122,3 +130,32 @@ def sampling_summary(prompt: PromptReport) -> str | None:
     if undecided and prompt.verdict in ("pass", "new"):
         text += f"; still undecided at gate.max_samples: {', '.join(undecided)}"
     return text
+
+
+def format_percent(change: float) -> str:
+    """A relative change: `+27.3 %`, `−4.0 %`."""
+    text = f"{abs(change) * 100:.1f} %"
+    if float(f"{abs(change) * 100:.1f}") == 0:
+        return text
+    return ("+" if change > 0 else MINUS) + text
+
+
+def usage_summary(prompt: PromptReport) -> str | None:
+    """What a call of each version costs, baseline → candidate: tokens, median latency and, with
+    a price, USD per 1,000 calls; each with the relative change. None without figures."""
+    baseline, candidate = prompt.usage.get("baseline"), prompt.usage.get("candidate")
+    figures: list[tuple[str, Callable[[Usage], float | None], str]] = [
+        ("tokens per call", lambda u: u.tokens_per_call, "{:,.0f}"),
+        ("median latency", lambda u: u.latency_ms_p50, "{:,.0f} ms"),
+        ("per 1,000 calls", lambda u: u.cost_per_1000_calls, "${:,.2f}"),
+    ]
+    parts = []
+    for name, value_of, shown in figures:
+        before = value_of(baseline) if baseline else None
+        after = value_of(candidate) if candidate else None
+        if before is not None and after is not None:
+            change = f" ({format_percent(after / before - 1)})" if before > 0 else ""
+            parts.append(f"{name} {shown.format(before)} → {shown.format(after)}{change}")
+        elif after is not None or before is not None:
+            parts.append(f"{name} {shown.format(after if after is not None else before)}")
+    return "; ".join(parts) or None

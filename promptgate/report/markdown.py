@@ -30,6 +30,7 @@ from promptgate.report.format import (
     short_sha,
     status_words,
     stopped_early,
+    usage_summary,
 )
 from promptgate.report.model import ExampleChange, Override, PromptReport, Report
 from promptgate.sequential import gate_rule
@@ -240,6 +241,9 @@ def _prompt_section(
         ]
         if reasons:
             lines += ["", *reasons]
+    usage = usage_summary(prompt)
+    if usage:
+        lines += ["", f"💰 {escape.inline(usage, 300)}"]
     regressions = _regressions(prompt, shown_examples, output_chars)
     if regressions:
         lines += ["", regressions]

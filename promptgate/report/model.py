@@ -140,6 +140,9 @@ class PromptReport(Model):
         "tokenizer that does not suit their script",
     )
     top_regressions: list[ExampleChange] = Field(default_factory=list)
+    usage: dict[Side, Usage] = Field(
+        default_factory=dict, description="what each version's answers cost, per side"
+    )
     samples: int | None = Field(
         default=None, description="generations per example and version that were scored"
     )
@@ -151,6 +154,40 @@ class PromptReport(Model):
     model: str | None = None
     diff: str | None = Field(default=None, description="unified diff of the prompt file")
     error: str | None = None
+
+
+class Usage(Model):
+    """What a set of answers cost (DESIGN.md "Usage"): every answer counts, cached ones with the
+    figures of the call that first got them."""
+
+    calls: int = Field(default=0, description="answers, cached ones included")
+    cached: int = Field(default=0, description="of which from the cache or a duplicate request")
+    reported: int = Field(
+        default=0, description="answers whose token counts the server reported (the token sums')"
+    )
+    prompt_tokens: int | None = Field(default=None, description="null: no answer reported any")
+    completion_tokens: int | None = None
+    latency_ms_p50: float | None = Field(
+        default=None, description="of the calls' latencies (linear interpolation)"
+    )
+    latency_ms_p95: float | None = None
+    cost_usd: float | None = Field(
+        default=None, description="of the reported tokens at provider.price; null without one"
+    )
+
+    @property
+    def tokens_per_call(self) -> float | None:
+        if not self.reported or self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return (self.prompt_tokens + self.completion_tokens) / self.reported
+
+    @property
+    def cost_per_1000_calls(self) -> float | None:
+        return (
+            None
+            if self.cost_usd is None or not self.reported
+            else self.cost_usd / self.reported * 1000
+        )
 
 
 class CallStats(Model):
@@ -229,6 +266,7 @@ class Report(Model):
     config_changes: list[ConfigChange] = Field(default_factory=list)
     prompts: list[PromptReport] = Field(default_factory=list)
     calls: CallStats = Field(default_factory=CallStats)
+    usage: Usage | None = Field(default=None, description="every answer of the run together")
     mlflow: MlflowInfo = Field(default_factory=MlflowInfo)
     gate: GateInfo | None = None
     errors: list[str] = Field(default_factory=list)

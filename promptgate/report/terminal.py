@@ -30,6 +30,7 @@ from promptgate.report.format import (
     sampling_summary,
     short_sha,
     status_words,
+    usage_summary,
 )
 from promptgate.report.model import PromptReport, Report
 
@@ -98,6 +99,8 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
         counts = f": {dataset_change_counts(prompt.dataset_diff)}" if prompt.dataset_diff else ""
         ruled = "; gate.on_dataset_change: fail" if prompt.reason else ""
         console.print(Text(f"  the eval set changed in this PR{counts}{ruled}", style="yellow"))
+    if prompt.reason and not prompt.dataset_changed:
+        console.print(Text(f"  {prompt.reason}", style="red"))
     if prompt.error:
         console.print(Text(f"  {prompt.error}", style="yellow"))
     sampling = sampling_summary(prompt)
@@ -129,6 +132,9 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
                 Text(status_words(result).replace("fail", "FAIL"), STATUS_STYLES[result.status]),
             )
         console.print(table)
+    usage = usage_summary(prompt)
+    if usage:
+        console.print(Text(f"  {usage}", style="dim"))
     if prompt.verdict == "fail":
         for example in prompt.top_regressions[:WORST_EXAMPLES]:
             deltas = ", ".join(
