@@ -32,14 +32,23 @@ CREATE TABLE IF NOT EXISTS completions (
     created_at REAL NOT NULL
 ) WITHOUT ROWID
 """
-#: What a call cost, kept with its answer so that a cached re-run still reports it; added to a
-#: cache made before they existed (whose answers then report none).
-_USAGE_COLUMNS = {"prompt_tokens": "INTEGER", "completion_tokens": "INTEGER", "latency_ms": "REAL"}
-_COLUMNS = ("key", "text", "created_at", *_USAGE_COLUMNS)
+#: What a call cost and whether a filter refused it, kept with its answer so that a cached
+#: re-run reports the same; added to a cache made before they existed (its answers: none).
+_ANSWER_COLUMNS = {
+    "prompt_tokens": "INTEGER",
+    "completion_tokens": "INTEGER",
+    "latency_ms": "REAL",
+    "refusal": "TEXT",
+}
+_COLUMNS = ("key", "text", "created_at", *_ANSWER_COLUMNS)
 
 
 def _cached_answer(
-    text: str, prompt_tokens: object, completion_tokens: object, latency_ms: object
+    text: str,
+    prompt_tokens: object,
+    completion_tokens: object,
+    latency_ms: object,
+    refusal: object,
 ) -> Completion:
     """A stored answer, its usage kept only where it is a sane count (a cache file is data)."""
     counts = [
@@ -52,6 +61,7 @@ def _cached_answer(
         completion_tokens=counts[1],
         latency_ms=None if latency is None else float(latency),
         cached=True,
+        refusal=refusal[:200] if isinstance(refusal, str) and refusal else None,
     )
 
 
@@ -119,7 +129,7 @@ class ResponseCache:
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._execute_despite_busy(_SCHEMA, deadline)
             present = {row[1] for row in self._conn.execute("PRAGMA table_info(completions)")}
-            for column, kind in _USAGE_COLUMNS.items():
+            for column, kind in _ANSWER_COLUMNS.items():
                 if column not in present:
                     self._add_column_despite_race(column, kind, deadline)
         except (OSError, sqlite3.Error) as exc:
@@ -170,12 +180,10 @@ class ResponseCache:
                 chunk = missing[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    "SELECT key, text, prompt_tokens, completion_tokens, latency_ms "
-                    f"FROM completions WHERE key IN ({marks})",
-                    chunk,
+                    f"SELECT {', '.join(_COLUMNS)} FROM completions WHERE key IN ({marks})", chunk
                 )
-                for key, text, prompt_tokens, completion_tokens, latency_ms in rows:
-                    found[key] = _cached_answer(text, prompt_tokens, completion_tokens, latency_ms)
+                for key, text, _created, *answer in rows:
+                    found[key] = _cached_answer(text, *answer)
         return found
 
     def import_from(self, other: Path) -> int:
@@ -233,7 +241,7 @@ class ResponseCache:
         if not self._pending or self._closed:
             return
         rows = [
-            (key, a.text, created, a.prompt_tokens, a.completion_tokens, a.latency_ms)
+            (key, a.text, created, a.prompt_tokens, a.completion_tokens, a.latency_ms, a.refusal)
             for key, (a, created) in self._pending.items()
         ]
         try:
@@ -241,7 +249,7 @@ class ResponseCache:
             try:
                 self._conn.executemany(
                     f"INSERT OR IGNORE INTO completions ({', '.join(_COLUMNS)}) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    f"VALUES ({', '.join('?' * len(_COLUMNS))})",
                     rows,
                 )
                 self._conn.execute("COMMIT")

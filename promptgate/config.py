@@ -24,6 +24,10 @@ class Strict(BaseModel):
 
 #: The body field that carries the token limit (providers/parameters.py chooses when unset).
 TokenLimitParam = Literal["max_tokens", "max_completion_tokens"]
+#: Azure OpenAI's API versions: dated (2024-10-21, 2025-04-01-preview) or the v1 path.
+AZURE_API_VERSION = re.compile(r"v1|\d{4}-\d{2}-\d{2}(-preview)?")
+#: A deployment name as Azure allows it (letters, digits, - _ .), so it is one path segment.
+AZURE_DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: RFC 9110's token: what a header name may be made of.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: Headers promptgate sets (the key, the body's framing): a config may not replace them.
@@ -43,6 +47,7 @@ RESERVED_HEADERS = frozenset(
 DEFAULT_MODELS = {
     "openai": "gpt-4o-mini",
     "github-models": "openai/gpt-4o-mini",
+    "azure-openai": "gpt-4o-mini",
     "offline": "offline-echo",
 }
 
@@ -55,7 +60,7 @@ class PriceConfig(Strict):
 
 
 class ProviderConfig(Strict):
-    kind: Literal["openai", "github-models", "offline"] = "openai"
+    kind: Literal["openai", "github-models", "azure-openai", "offline"] = "openai"
     base_url: str | None = Field(
         default=None, description="Chat-completions base URL; the kind's default when unset."
     )
@@ -77,6 +82,15 @@ class ProviderConfig(Strict):
         default=None,
         description="Sent as `seed` (best-effort determinism where the server offers it); "
         "part of the cache key. A .prompt.yml's own seed wins.",
+    )
+    deployment: str | None = Field(
+        default=None,
+        description="azure-openai: the deployment to call; the model's name when unset.",
+    )
+    api_version: str | None = Field(
+        default=None,
+        description="azure-openai: the API version, e.g. 2024-10-21, or v1 for Azure's "
+        "OpenAI-compatible /openai/v1 path (the model then goes in the body).",
     )
     price: PriceConfig | None = Field(
         default=None, description="USD per million tokens: the report's cost figures"
@@ -115,6 +129,27 @@ class ProviderConfig(Strict):
                 "model": DEFAULT_MODELS.get(str(data.get("kind", "openai")), "gpt-4o-mini"),
             }
         return data
+
+    @model_validator(mode="after")
+    def _azure_settings(self) -> ProviderConfig:
+        if self.kind != "azure-openai":
+            extra = [f for f in ("deployment", "api_version") if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(f"{' and '.join(extra)} apply to kind azure-openai only")
+            return self
+        if not self.base_url:
+            raise ValueError(
+                "kind azure-openai needs base_url: your resource's endpoint, e.g. "
+                "https://my-resource.openai.azure.com"
+            )
+        if not self.api_version or not AZURE_API_VERSION.fullmatch(self.api_version):
+            raise ValueError(
+                "kind azure-openai needs api_version: a dated version such as 2024-10-21 "
+                "(optionally -preview), or v1"
+            )
+        if self.deployment is not None and not AZURE_DEPLOYMENT.fullmatch(self.deployment):
+            raise ValueError(f"deployment {self.deployment!r} is not a deployment name")
+        return self
 
     @model_validator(mode="after")
     def _github_model_names(self) -> ProviderConfig:

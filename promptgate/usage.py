@@ -30,6 +30,7 @@ def usage_of(answers: Iterable[Completion], price: PriceConfig | None) -> Usage:
     return Usage(
         calls=len(answers),
         cached=sum(a.cached for a in answers),
+        refused=sum(a.refusal is not None for a in answers),
         reported=len(counted),
         prompt_tokens=prompt,
         completion_tokens=completion,

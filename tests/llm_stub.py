@@ -201,7 +201,10 @@ class LLMStub:
         api_key: str | None = None,
         sampling_noise: float = 0.0,
         noise_salt: str = "",
+        azure: AzureRoute | None = None,
     ) -> None:
+        #: None: OpenAI's route and bearer key; else Azure OpenAI's route and `api-key` header
+        self.azure = azure
         self.latency_s = latency_s
         self.reply = reply
         #: > 0: answer with `noisy_answer` (per-word noise probability at temperature 1)
@@ -276,10 +279,11 @@ class LLMStub:
 
     @property
     def base_url(self) -> str:
+        """OpenAI's base URL; for Azure, the resource's endpoint (`/openai/...` follows)."""
         if self._address is None:
             raise RuntimeError("the stub is not running")
         host, port = self._address
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}" + ("" if self.azure is not None else "/v1")
 
     def script(self, *faults: Fault) -> None:
         """Misbehave for the next requests, one fault each, in arrival order."""
@@ -410,12 +414,26 @@ class LLMStub:
         return False
 
     async def _respond(self, request: RecordedRequest, over_capacity: bool) -> _Response | Fault:
-        if request.method != "POST" or request.path != CHAT_PATH:
+        chat_path = CHAT_PATH if self.azure is None else self.azure.path
+        if request.method != "POST" or request.path != chat_path:
+            if self.azure is not None:  # Azure's answer to an unknown deployment or version
+                return _azure_error(
+                    404,
+                    "DeploymentNotFound",
+                    "The API deployment for this resource does not exist.",
+                )
             return _error(404, f"no route {request.method} {request.path}")
         if over_capacity:
             retry_after = (("Retry-After", self.in_flight_retry_after),)
             return _error(429, "too many requests in flight", retry_after)
-        if self.api_key is not None:
+        if self.api_key is not None and self.azure is not None:
+            if request.headers.get("api-key", "") != self.api_key:
+                return _azure_error(
+                    401,
+                    "401",
+                    "Access denied due to invalid subscription key or wrong API endpoint.",
+                )
+        elif self.api_key is not None:
             presented = request.headers.get("authorization", "")
             if presented != f"Bearer {self.api_key}":
                 # Real servers quote (part of) the key they got: the client must not repeat it.
@@ -429,6 +447,8 @@ class LLMStub:
         body = request.body
         if refused := _reasoning_model_refusal(body):
             return refused
+        if CONTENT_FILTER_PROMPT in json.dumps(body.get("messages")):
+            return _content_filter_error()
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
             if fault is None and self._failure_rate and self._random.random() < self._failure_rate:
@@ -445,6 +465,8 @@ class LLMStub:
                 text = self._noisy_reply(messages, body)
             else:
                 text = echo(messages, _token_limit(body))
+            if CONTENT_FILTER_ANSWER in json.dumps(body.get("messages")):
+                return _Response(200, _filtered_completion(body, number))
             return _Response(200, _completion(body, text, number))
         if fault.kind == "http_error":
             if fault.body is not None:
@@ -552,6 +574,84 @@ def _completion(body: dict[str, Any], text: str, number: int) -> bytes:
                 "prompt_tokens": prompt,
                 "completion_tokens": words,
                 "total_tokens": prompt + words,
+            },
+        }
+    ).encode()
+
+
+@dataclass(frozen=True)
+class AzureRoute:
+    """Azure OpenAI's chat route (its REST spec, 2024-10-21): a deployment and an api-version in
+    the URL, or with api_version "v1" the OpenAI-compatible path."""
+
+    deployment: str
+    api_version: str
+
+    @property
+    def path(self) -> str:
+        if self.api_version == "v1":
+            return "/openai/v1/chat/completions"
+        return (
+            f"/openai/deployments/{self.deployment}/chat/completions?api-version={self.api_version}"
+        )
+
+
+#: In a message: the content filter refuses the prompt (Azure: HTTP 400 content_filter), or
+#: cuts the answer (HTTP 200, finish_reason content_filter, no content).
+CONTENT_FILTER_PROMPT = "[stub-content-filter: prompt]"
+CONTENT_FILTER_ANSWER = "[stub-content-filter: answer]"
+_FILTERED = {
+    "hate": {"filtered": True, "severity": "high"},
+    "self_harm": {"filtered": False, "severity": "safe"},
+    "sexual": {"filtered": False, "severity": "safe"},
+    "violence": {"filtered": False, "severity": "safe"},
+}
+
+
+def _azure_error(status: int, code: str, message: str) -> _Response:
+    """Azure's errorResponse: {error: {code, message, param, type, inner_error}}."""
+    return _Response(status, json.dumps({"error": {"code": code, "message": message}}).encode())
+
+
+def _content_filter_error() -> _Response:
+    """The 400 a deployment's content filter answers a prompt with (errorResponse, its
+    inner_error a ResponsibleAIPolicyViolation with the prompt's content_filter_results)."""
+    error = {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's "
+        "content management policy. Please modify your prompt and retry.",
+        "type": None,
+        "param": "prompt",
+        "code": "content_filter",
+        "status": 400,
+        "inner_error": {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_results": _FILTERED,
+        },
+    }
+    return _Response(400, json.dumps({"error": error}).encode())
+
+
+def _filtered_completion(body: dict[str, Any], number: int) -> bytes:
+    """A 200 whose answer the filter cut: finish_reason content_filter, content null."""
+    return json.dumps(
+        {
+            "id": f"chatcmpl-stub-{number}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "stub"),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "content_filter",
+                    "message": {"role": "assistant", "content": None, "refusal": None},
+                    "content_filter_results": _FILTERED,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens(body),
+                "completion_tokens": 0,
+                "total_tokens": prompt_tokens(body),
             },
         }
     ).encode()

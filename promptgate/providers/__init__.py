@@ -17,6 +17,7 @@ from promptgate.providers.base import (
 PROVIDERS: dict[str, str] = {
     "openai": "promptgate.providers.openai:OpenAIProvider",
     "github-models": "promptgate.providers.github_models:GitHubModelsProvider",
+    "azure-openai": "promptgate.providers.azure_openai:AzureOpenAIProvider",
     "offline": "promptgate.providers.offline:OfflineProvider",
 }
 

@@ -53,6 +53,9 @@ class Completion(BaseModel):
     completion_tokens: int | None = Field(default=None, ge=0)
     latency_ms: float | None = Field(default=None, ge=0)
     cached: bool = False
+    #: why the provider's own filter refused it (e.g. `content_filter: prompt`): the text it
+    #: kept, often nothing, is scored as the answer, since that is what a user would get
+    refusal: str | None = None
 
 
 class ProviderError(Exception):

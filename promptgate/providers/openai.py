@@ -32,6 +32,9 @@ CONNECT_TIMEOUT_CAP_S = 10.0
 EXCERPT_CHARS = 300
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 USER_AGENT = "promptgate"
+#: Refusals (`Completion.refusal`): the content filter stopped the prompt, or cut the answer.
+CONTENT_FILTER_PROMPT = "content_filter: prompt"
+CONTENT_FILTER_ANSWER = "content_filter: answer"
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class OpenAIProvider(Provider):
         super().__init__(config)
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self.api_key_env = config.api_key_env or self.default_api_key_env
-        self.url = f"{self.base_url}/chat/completions"
+        self.url = self._chat_url()
         try:
             parsed = urllib.parse.urlsplit(self.base_url)
             host = parsed.hostname
@@ -115,6 +118,17 @@ class OpenAIProvider(Provider):
     def identity(self) -> str:
         return f"{self.kind}:{self.base_url}"
 
+    def _chat_url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def _key_headers(self) -> dict[str, str]:
+        """How the key is sent: OpenAI's bearer token."""
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def _sends_model(self) -> bool:
+        """Whether the body names the model (a URL that names a deployment does instead)."""
+        return True
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
@@ -128,7 +142,7 @@ class OpenAIProvider(Provider):
             # A session left over from a finished loop cannot be closed from this one; drop it.
             headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self._headers}
             if self._api_key:
-                headers["Authorization"] = f"Bearer {self._api_key}"
+                headers |= self._key_headers()
             timeout_s = self.config.timeout_s
             self._session = aiohttp.ClientSession(
                 headers=headers,
@@ -193,12 +207,18 @@ class OpenAIProvider(Provider):
                 f"connection to {self.url} failed ({detail})", retryable=True
             ) from None
         latency_ms = (time.monotonic() - started) * 1000
+        if answer.status == 400 and _error_code(answer) == "content_filter":
+            # The deployment's content filter refused the prompt: the model's answer to this
+            # example, every time; not an outage, and a retry would be refused again.
+            return Completion(text="", refusal=CONTENT_FILTER_PROMPT, latency_ms=latency_ms)
         if answer.status != 200:
             raise self._status_error(answer, request)
         payload = self._payload(answer)
         prompt_tokens, completion_tokens = _usage(payload)
+        text, refusal = self._completion_text(answer, payload)
         return Completion(
-            text=self._completion_text(answer, payload),
+            text=text,
+            refusal=refusal,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=latency_ms,
@@ -207,10 +227,9 @@ class OpenAIProvider(Provider):
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         """The chat-completions body: the token limit in the field the model takes, and no
         temperature for a model that accepts none but its own (providers/parameters.py)."""
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": [m.model_dump() for m in request.messages],
-        }
+        body: dict[str, Any] = {"messages": [m.model_dump() for m in request.messages]}
+        if self._sends_model():
+            body["model"] = request.model
         if not is_reasoning_model(request.model):
             body["temperature"] = request.temperature
         body[token_limit_param(request.model, self.config.token_limit_param)] = request.max_tokens
@@ -270,22 +289,27 @@ class OpenAIProvider(Provider):
                 retryable=True,
             ) from None
 
-    def _completion_text(self, response: _Answer, payload: Any) -> str:
+    def _completion_text(self, response: _Answer, payload: Any) -> tuple[str, str | None]:
+        """The answer's text, and the refusal when the content filter cut it: what it kept
+        (often nothing) is the answer. Otherwise an empty answer is a fault to retry."""
         try:
             choice = payload["choices"][0]
-            content = choice["message"]["content"]
-        except (KeyError, IndexError, TypeError):
+            message = choice["message"]
+            content = message.get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise self._error(
-                f"{self.url} answered 200 without choices[0].message.content: {_excerpt(response)}",
+                f"{self.url} answered 200 without choices[0].message: {_excerpt(response)}",
                 retryable=True,
             ) from None
+        finish_reason = choice.get("finish_reason")
+        if finish_reason == "content_filter":
+            return (content if isinstance(content, str) else ""), CONTENT_FILTER_ANSWER
         if not isinstance(content, str) or not content.strip():
-            finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
             raise self._error(
                 f"{self.url} returned an empty completion (finish_reason: {finish_reason})",
                 retryable=True,
             )
-        return content
+        return content, None
 
 
 def _usage(payload: Any) -> tuple[int | None, int | None]:

@@ -159,3 +159,15 @@ def usage_summary(prompt: PromptReport) -> str | None:
         elif after is not None or before is not None:
             parts.append(f"{name} {shown.format(after if after is not None else before)}")
     return "; ".join(parts) or None
+
+
+def refusal_summary(prompt: PromptReport) -> str | None:
+    """How many answers the provider's content filter refused, per version: they are scored as
+    the text it kept (usually none), so a prompt that trips the filter regresses."""
+    refused = {side: usage.refused for side, usage in prompt.usage.items() if usage.refused}
+    if not refused:
+        return None
+    counts = " and ".join(
+        f"{count} of {prompt.usage[side].calls} {side}" for side, count in refused.items()
+    )
+    return f"the content filter refused {counts} answers (scored as empty)"

@@ -26,6 +26,7 @@ from promptgate.report.format import (
     format_score,
     format_threshold,
     nothing_judged_line,
+    refusal_summary,
     sampling_summary,
     short_sha,
     status_words,
@@ -244,6 +245,9 @@ def _prompt_section(
     usage = usage_summary(prompt)
     if usage:
         lines += ["", f"💰 {escape.inline(usage, 300)}"]
+    refusals = refusal_summary(prompt)
+    if refusals:
+        lines += ["", f"> ⚠️ {escape.inline(refusals, 300)}"]
     regressions = _regressions(prompt, shown_examples, output_chars)
     if regressions:
         lines += ["", regressions]

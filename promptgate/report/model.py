@@ -162,6 +162,11 @@ class Usage(Model):
 
     calls: int = Field(default=0, description="answers, cached ones included")
     cached: int = Field(default=0, description="of which from the cache or a duplicate request")
+    refused: int = Field(
+        default=0,
+        description="of which the provider's content filter refused (scored as the text it "
+        "kept, usually none)",
+    )
     reported: int = Field(
         default=0, description="answers whose token counts the server reported (the token sums')"
     )

@@ -27,6 +27,7 @@ from promptgate.report.format import (
     format_score,
     format_threshold,
     nothing_judged_line,
+    refusal_summary,
     sampling_summary,
     short_sha,
     status_words,
@@ -135,6 +136,9 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
     usage = usage_summary(prompt)
     if usage:
         console.print(Text(f"  {usage}", style="dim"))
+    refusals = refusal_summary(prompt)
+    if refusals:
+        console.print(Text(f"  {refusals}", style="yellow"))
     if prompt.verdict == "fail":
         for example in prompt.top_regressions[:WORST_EXAMPLES]:
             deltas = ", ".join(
