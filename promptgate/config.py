@@ -48,6 +48,7 @@ DEFAULT_MODELS = {
     "openai": "gpt-4o-mini",
     "github-models": "openai/gpt-4o-mini",
     "azure-openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
     "offline": "offline-echo",
 }
 
@@ -60,7 +61,7 @@ class PriceConfig(Strict):
 
 
 class ProviderConfig(Strict):
-    kind: Literal["openai", "github-models", "azure-openai", "offline"] = "openai"
+    kind: Literal["openai", "github-models", "azure-openai", "anthropic", "offline"] = "openai"
     base_url: str | None = Field(
         default=None, description="Chat-completions base URL; the kind's default when unset."
     )

@@ -202,7 +202,10 @@ class LLMStub:
         sampling_noise: float = 0.0,
         noise_salt: str = "",
         azure: AzureRoute | None = None,
+        anthropic: bool = False,
     ) -> None:
+        #: Anthropic's Messages API instead of chat completions (its route, headers, bodies)
+        self.anthropic = anthropic
         #: None: OpenAI's route and bearer key; else Azure OpenAI's route and `api-key` header
         self.azure = azure
         self.latency_s = latency_s
@@ -283,7 +286,7 @@ class LLMStub:
         if self._address is None:
             raise RuntimeError("the stub is not running")
         host, port = self._address
-        return f"http://{host}:{port}" + ("" if self.azure is not None else "/v1")
+        return f"http://{host}:{port}" + ("" if self.azure or self.anthropic else "/v1")
 
     def script(self, *faults: Fault) -> None:
         """Misbehave for the next requests, one fault each, in arrival order."""
@@ -414,6 +417,8 @@ class LLMStub:
         return False
 
     async def _respond(self, request: RecordedRequest, over_capacity: bool) -> _Response | Fault:
+        if self.anthropic:
+            return await self._respond_as_anthropic(request, over_capacity)
         chat_path = CHAT_PATH if self.azure is None else self.azure.path
         if request.method != "POST" or request.path != chat_path:
             if self.azure is not None:  # Azure's answer to an unknown deployment or version
@@ -479,6 +484,47 @@ class LLMStub:
         if fault.kind == "empty_content":
             return _Response(200, _completion(body, "", number))
         return fault  # reset, close or hang: the connection is dealt with, not answered
+
+    async def _respond_as_anthropic(
+        self, request: RecordedRequest, over_capacity: bool
+    ) -> _Response | Fault:
+        """The Messages API as Anthropic's reference and SDK types describe it: x-api-key and
+        anthropic-version, `max_tokens` required, no system role in `messages`, temperature
+        0-1; a Message with text blocks and `usage`; errors as {type: error, error: {type,
+        message}}, 529 overloaded_error among them."""
+        if request.method != "POST" or request.path != ANTHROPIC_PATH:
+            return _anthropic_error(404, "not_found_error", f"Not found: {request.path}")
+        if over_capacity:
+            return _anthropic_error(
+                429,
+                "rate_limit_error",
+                "Number of concurrent connections has exceeded your rate limit.",
+                (("retry-after", self.in_flight_retry_after),),
+            )
+        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+            return _anthropic_error(401, "authentication_error", "invalid x-api-key")
+        if request.headers.get("anthropic-version") != ANTHROPIC_VERSION:
+            return _anthropic_error(
+                400, "invalid_request_error", "anthropic-version: header is required"
+            )
+        body = request.body
+        if not isinstance(body, dict):
+            return _anthropic_error(400, "invalid_request_error", "body: not a JSON object")
+        problem = _messages_api_problem(body)
+        if problem:
+            return _anthropic_error(400, "invalid_request_error", problem)
+        with self._lock:
+            fault = self._faults.popleft() if self._faults else None
+            self._completions += 1
+            number = self._completions
+        if fault is not None:
+            if fault.kind != "http_error":
+                return fault
+            kind = ANTHROPIC_ERROR_TYPES.get(fault.status, "api_error")
+            return _anthropic_error(fault.status, kind, f"stub fault {fault.status}", fault.headers)
+        messages = body["messages"]
+        text = echo(messages, int(body["max_tokens"]))
+        return _Response(200, _anthropic_message(body, text, number))
 
     def _noisy_reply(self, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
         temperature = float(body.get("temperature", _default_temperature(body)) or 0.0)
@@ -575,6 +621,72 @@ def _completion(body: dict[str, Any], text: str, number: int) -> bytes:
                 "completion_tokens": words,
                 "total_tokens": prompt + words,
             },
+        }
+    ).encode()
+
+
+ANTHROPIC_PATH = "/v1/messages"
+ANTHROPIC_VERSION = "2023-06-01"
+#: HTTP status -> Anthropic's error type (its API reference, "Errors")
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def _anthropic_error(
+    status: int, kind: str, message: str, headers: tuple[tuple[str, str], ...] = ()
+) -> _Response:
+    payload = {
+        "type": "error",
+        "error": {"type": kind, "message": message},
+        "request_id": "req_stub",
+    }
+    return _Response(status, json.dumps(payload).encode(), headers)
+
+
+def _messages_api_problem(body: dict[str, Any]) -> str | None:
+    """What the Messages API rejects in a body (its required fields and ranges)."""
+    if not isinstance(body.get("max_tokens"), int):
+        return "max_tokens: Field required"
+    if not isinstance(body.get("model"), str):
+        return "model: Field required"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: Field required"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            return (
+                f"messages.{index}.role: Input should be 'user' or 'assistant' (system prompts "
+                "go in the top-level system parameter)"
+            )
+    temperature = body.get("temperature", 1.0)
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
+        return "temperature: Input should be less than or equal to 1"
+    if "system" in body and not isinstance(body["system"], (str, list)):
+        return "system: Input should be a valid string"
+    return None
+
+
+def _anthropic_message(body: dict[str, Any], text: str, number: int) -> bytes:
+    """A Message: text blocks, stop_reason, and usage (input: words of system and messages)."""
+    system = body.get("system") if isinstance(body.get("system"), str) else ""
+    input_tokens = len(system.split()) + prompt_tokens(body)
+    return json.dumps(
+        {
+            "id": f"msg_stub_{number}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": len(text.split())},
         }
     ).encode()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from action_run import BAD, GOOD
 from gate_fixtures import TEXTS, PromptRepo, jsonl
 from gitrepo import RepoBuilder
 from llm_stub import CONTENT_FILTER_ANSWER, CONTENT_FILTER_PROMPT, AzureRoute, Fault, LLMStub
@@ -15,12 +16,12 @@ from test_providers import chat, completion
 
 from promptgate.config import ProviderConfig
 from promptgate.providers import make_provider
+from promptgate.report import escape
+from promptgate.report.format import refusal_summary
 from promptgate.report.markdown import render_markdown
 
 KEY = "azure-key-5f3c9d1e7a"
 KEY_ENV = "AZURE_OPENAI_API_KEY"
-GOOD = "{{ text }}\n"
-BAD = "Well, let me think about this one very carefully and at great length: {{ text }}\n"
 
 
 @pytest.fixture
@@ -164,7 +165,9 @@ def test_a_prompt_the_content_filter_refuses_is_scored_empty_not_retried(
     assert prompt.metrics["rougeL"].candidate == 0.0
     assert run.report.calls.retried == 0 and len(azure.requests) == 2 * len(TEXTS)
     assert prompt.usage["candidate"].refused == len(TEXTS) and prompt.usage["baseline"].refused == 0
-    assert "the content filter refused 12 of 12 candidate answers" in render_markdown(run.report)
+    shown = refusal_summary(prompt)
+    assert shown is not None and shown.startswith("refused: 12 of 12 candidate answers")
+    assert f"> ⚠️ {escape.inline(shown, 300)}" in render_markdown(run.report)
 
 
 def test_answers_the_filter_cuts_count_per_example_and_survive_the_cache(

@@ -18,6 +18,7 @@ PROVIDERS: dict[str, str] = {
     "openai": "promptgate.providers.openai:OpenAIProvider",
     "github-models": "promptgate.providers.github_models:GitHubModelsProvider",
     "azure-openai": "promptgate.providers.azure_openai:AzureOpenAIProvider",
+    "anthropic": "promptgate.providers.anthropic:AnthropicProvider",
     "offline": "promptgate.providers.offline:OfflineProvider",
 }
 

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from promptgate.config import ProviderConfig
 from promptgate.envref import resolve
@@ -31,10 +31,22 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CONNECT_TIMEOUT_CAP_S = 10.0
 EXCERPT_CHARS = 300
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+#: The server turned the call away for load: 429, and Anthropic's 529 (overloaded)
+OVERLOADED_STATUSES = frozenset({429, 529})
 USER_AGENT = "promptgate"
 #: Refusals (`Completion.refusal`): the content filter stopped the prompt, or cut the answer.
 CONTENT_FILTER_PROMPT = "content_filter: prompt"
 CONTENT_FILTER_ANSWER = "content_filter: answer"
+
+
+class Parsed(NamedTuple):
+    """What a provider reads from a 200: the answer's text, why a filter or the model refused
+    it (None: it did not), and the server's token counts (None where it sent none)."""
+
+    text: str
+    refusal: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
 
 
 @dataclass(frozen=True)
@@ -213,14 +225,12 @@ class OpenAIProvider(Provider):
             return Completion(text="", refusal=CONTENT_FILTER_PROMPT, latency_ms=latency_ms)
         if answer.status != 200:
             raise self._status_error(answer, request)
-        payload = self._payload(answer)
-        prompt_tokens, completion_tokens = _usage(payload)
-        text, refusal = self._completion_text(answer, payload)
+        parsed = self._parse(answer, self._payload(answer))
         return Completion(
-            text=text,
-            refusal=refusal,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            text=parsed.text,
+            refusal=parsed.refusal,
+            prompt_tokens=parsed.prompt_tokens,
+            completion_tokens=parsed.completion_tokens,
             latency_ms=latency_ms,
         )
 
@@ -259,7 +269,7 @@ class OpenAIProvider(Provider):
                 f"{where}{said}",
                 retryable=True,
                 retry_after=_retry_after(response),
-                overloaded=status == 429,
+                overloaded=status in OVERLOADED_STATUSES,
             )
         if status in (401, 403):
             hint = (
@@ -288,6 +298,11 @@ class OpenAIProvider(Provider):
                 f"{self.url} answered 200 with a body that is not JSON: {_excerpt(response)}",
                 retryable=True,
             ) from None
+
+    def _parse(self, response: _Answer, payload: Any) -> Parsed:
+        """A 200's answer: text, refusal and token counts (chat-completions' shape)."""
+        text, refusal = self._completion_text(response, payload)
+        return Parsed(text, refusal, *_usage(payload))
 
     def _completion_text(self, response: _Answer, payload: Any) -> tuple[str, str | None]:
         """The answer's text, and the refusal when the content filter cut it: what it kept

@@ -162,7 +162,7 @@ def usage_summary(prompt: PromptReport) -> str | None:
 
 
 def refusal_summary(prompt: PromptReport) -> str | None:
-    """How many answers the provider's content filter refused, per version: they are scored as
+    """How many answers a content filter or the model refused, per version: they are scored as
     the text it kept (usually none), so a prompt that trips the filter regresses."""
     refused = {side: usage.refused for side, usage in prompt.usage.items() if usage.refused}
     if not refused:
@@ -170,4 +170,4 @@ def refusal_summary(prompt: PromptReport) -> str | None:
     counts = " and ".join(
         f"{count} of {prompt.usage[side].calls} {side}" for side, count in refused.items()
     )
-    return f"the content filter refused {counts} answers (scored as empty)"
+    return f"refused: {counts} answers (content filter or model refusal; scored as what was kept)"
