@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -75,10 +74,9 @@ def _model_cache(launcher: Launcher) -> dict[str, str]:
     directory); the image carries its own."""
     if not isinstance(launcher, LocalLaunch):
         return {}
-    names = ("PROMPTGATE_MODEL_CACHE", "XDG_CACHE_HOME")
-    return {"XDG_CACHE_HOME": str(Path.home() / ".cache")} | {
-        name: os.environ[name] for name in names if name in os.environ
-    }
+    from promptgate.metrics.embedding import cache_root
+
+    return {"PROMPTGATE_MODEL_CACHE": str(cache_root())}
 
 
 def medians(launcher: Launcher, tmp: Path, runs: int) -> tuple[float, float]:

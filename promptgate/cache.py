@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from promptgate.errors import CouldNotEvaluate
-from promptgate.providers.base import Completion
+from promptgate.providers.base import Completion, count_or_none
 from promptgate.trust import SQLITE_COMPANIONS, STATE_DIR, ensure_state_dir, untrusted_reason
 
 CACHE_DIR_ENV = "PROMPTGATE_CACHE_DIR"
@@ -51,14 +51,11 @@ def _cached_answer(
     refusal: object,
 ) -> Completion:
     """A stored answer, its usage kept only where it is a sane count (a cache file is data)."""
-    counts = [
-        n if isinstance(n, int) and n >= 0 else None for n in (prompt_tokens, completion_tokens)
-    ]
     latency = latency_ms if isinstance(latency_ms, (int, float)) and 0 <= latency_ms < 1e9 else None
     return Completion(
         text=text,
-        prompt_tokens=counts[0],
-        completion_tokens=counts[1],
+        prompt_tokens=count_or_none(prompt_tokens),
+        completion_tokens=count_or_none(completion_tokens),
         latency_ms=None if latency is None else float(latency),
         cached=True,
         refusal=refusal[:200] if isinstance(refusal, str) and refusal else None,

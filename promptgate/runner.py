@@ -251,7 +251,8 @@ async def run_requests(
         nonlocal done
         answer = await calls.answer(requests[indices[0]])
         if answer is not None:
-            duplicate = answer.model_copy(update={"cached": True})
+            # The first request made the call; its duplicates got the answer without one.
+            duplicate = answer.model_copy(update={"cached": True}) if len(indices) > 1 else answer
             for position, index in enumerate(indices):
                 answers[index] = answer if position == 0 else duplicate
                 if on_answer is not None:

@@ -21,8 +21,10 @@ def usage_of(answers: Iterable[Completion], price: PriceConfig | None) -> Usage:
     counted = [
         a for a in answers if a.prompt_tokens is not None and a.completion_tokens is not None
     ]
-    prompt = sum(a.prompt_tokens or 0 for a in counted) if counted else None
-    completion = sum(a.completion_tokens or 0 for a in counted) if counted else None
+    prompt = sum(a.prompt_tokens for a in counted if a.prompt_tokens) if counted else None
+    completion = (
+        sum(a.completion_tokens for a in counted if a.completion_tokens) if counted else None
+    )
     latencies = sorted(a.latency_ms for a in answers if a.latency_ms is not None)
     cost = None
     if price is not None and prompt is not None and completion is not None:

@@ -471,7 +471,7 @@ class LLMStub:
             else:
                 text = echo(messages, _token_limit(body))
             if CONTENT_FILTER_ANSWER in json.dumps(body.get("messages")):
-                return _Response(200, _filtered_completion(body, number))
+                return _Response(200, _completion(body, None, number))
             return _Response(200, _completion(body, text, number))
         if fault.kind == "http_error":
             if fault.body is not None:
@@ -600,22 +600,25 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
 
 
-def _completion(body: dict[str, Any], text: str, number: int) -> bytes:
-    words = len(text.split())
+def _completion(body: dict[str, Any], text: str | None, number: int) -> bytes:
+    """A chat completion answering `text`; None: the content filter cut the answer
+    (finish_reason content_filter, content null, and the filter's results, as Azure sends)."""
+    words = len(text.split()) if text else 0
     prompt = prompt_tokens(body)
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "finish_reason": "stop",
+    }
+    if text is None:
+        choice |= {"finish_reason": "content_filter", "content_filter_results": _FILTERED}
     return json.dumps(
         {
             "id": f"chatcmpl-stub-{number}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "stub"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": words,
@@ -741,32 +744,6 @@ def _content_filter_error() -> _Response:
         },
     }
     return _Response(400, json.dumps({"error": error}).encode())
-
-
-def _filtered_completion(body: dict[str, Any], number: int) -> bytes:
-    """A 200 whose answer the filter cut: finish_reason content_filter, content null."""
-    return json.dumps(
-        {
-            "id": f"chatcmpl-stub-{number}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "stub"),
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "content_filter",
-                    "message": {"role": "assistant", "content": None, "refusal": None},
-                    "content_filter_results": _FILTERED,
-                    "logprobs": None,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens(body),
-                "completion_tokens": 0,
-                "total_tokens": prompt_tokens(body),
-            },
-        }
-    ).encode()
 
 
 def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> _Response:

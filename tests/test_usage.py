@@ -37,17 +37,20 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-def repo_with(tmp_path: Path, stub: LLMStub, prompt: str, **config: str) -> PromptRepo:
+def verbose_pr(tmp_path: Path, stub: LLMStub, **config: str) -> PromptRepo:
+    """A repository whose PR adds a system message to its one prompt: the same answers (the
+    stub restates the last user message), more prompt tokens."""
     builder = RepoBuilder(tmp_path / "repo")
     builder.commit(
         {
             "promptgate.yaml": config_yaml(stub, tmp_path / "mlflow.db", prompts=PROMPTS, **config),
-            "prompts/a.prompt.yml": prompt,
+            "prompts/a.prompt.yml": BASE,
             "evals/a.jsonl": jsonl(),
         },
         "prompts",
     )
     builder.branch("pr")
+    builder.commit({"prompts/a.prompt.yml": VERBOSE})
     return PromptRepo(builder, tmp_path)
 
 
@@ -61,8 +64,7 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> LLMStub:
 def test_each_versions_tokens_and_cost_are_the_stubs_usage_summed(
     tmp_path: Path, stub: LLMStub
 ) -> None:
-    repo = repo_with(tmp_path, stub, BASE, provider=PRICE)
-    repo.builder.commit({"prompts/a.prompt.yml": VERBOSE})
+    repo = verbose_pr(tmp_path, stub, provider=PRICE)
     run = repo.gate(use_cache=False)
     assert run.exit_code == 0, run.report.model_dump_json(indent=1)
 
@@ -98,8 +100,7 @@ def test_each_versions_tokens_and_cost_are_the_stubs_usage_summed(
 def test_a_cached_rerun_reports_what_the_calls_cost_marked_cached(
     tmp_path: Path, stub: LLMStub
 ) -> None:
-    repo = repo_with(tmp_path, stub, BASE, provider=PRICE)
-    repo.builder.commit({"prompts/a.prompt.yml": VERBOSE})
+    repo = verbose_pr(tmp_path, stub, provider=PRICE)
     first = repo.gate()
     again = repo.gate()
     assert again.report.calls.made == 0
@@ -112,8 +113,7 @@ def test_a_cached_rerun_reports_what_the_calls_cost_marked_cached(
 
 def test_the_usage_gates_fail_a_costlier_prompt_in_words(tmp_path: Path, stub: LLMStub) -> None:
     gates = "gate:\n  max_token_increase: 0.25\n  max_latency_increase: 100\n"
-    repo = repo_with(tmp_path, stub, BASE, extra=gates)
-    repo.builder.commit({"prompts/a.prompt.yml": VERBOSE})
+    repo = verbose_pr(tmp_path, stub, extra=gates)
     run = repo.gate(use_cache=False)
     (prompt,) = run.report.prompts
     assert run.exit_code == 1 and prompt.verdict == "fail"
@@ -128,8 +128,7 @@ def test_the_usage_gates_fail_a_costlier_prompt_in_words(tmp_path: Path, stub: L
 def test_without_usage_gates_a_costlier_prompt_passes_and_the_cost_is_shown(
     tmp_path: Path, stub: LLMStub
 ) -> None:
-    repo = repo_with(tmp_path, stub, BASE)
-    repo.builder.commit({"prompts/a.prompt.yml": VERBOSE})
+    repo = verbose_pr(tmp_path, stub)
     run = repo.gate(use_cache=False)
     assert run.exit_code == 0 and run.report.prompts[0].verdict == "pass"
     usage = run.report.prompts[0].usage
@@ -140,8 +139,7 @@ def test_without_usage_gates_a_costlier_prompt_passes_and_the_cost_is_shown(
 def test_each_child_run_logs_its_versions_usage_and_the_parent_the_total(
     tmp_path: Path, stub: LLMStub
 ) -> None:
-    repo = repo_with(tmp_path, stub, BASE, provider=PRICE)
-    repo.builder.commit({"prompts/a.prompt.yml": VERBOSE})
+    repo = verbose_pr(tmp_path, stub, provider=PRICE)
     run = repo.gate(use_cache=False)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}")
@@ -236,3 +234,26 @@ def test_percentiles_and_sums_of_answers() -> None:
         cost_usd=None,
     )
     assert usage.tokens_per_call == 12.0
+
+
+def test_the_terminal_gives_the_reason_a_prompt_failed_not_a_rule_that_did_not_apply() -> None:
+    """An eval set changed under `on_dataset_change: warn` and the token gate failed the
+    prompt: the terminal says why, and does not blame the eval-set rule."""
+    import io
+
+    from rich.console import Console
+    from test_markdown import prompt, report
+
+    from promptgate.report.model import DatasetDiff
+    from promptgate.report.terminal import print_summary
+
+    reason = "tokens per call +88.4 % is above +25.0 % (gate.max_token_increase)"
+    costlier = prompt(
+        dataset_changed=True,
+        dataset_diff=DatasetDiff(added=1, removed=0, reference_changed=0),
+        reason=reason,
+    )
+    out = io.StringIO()
+    print_summary(report(costlier), Console(file=out, width=200, color_system=None))
+    assert reason in out.getvalue()
+    assert "on_dataset_change" not in out.getvalue()

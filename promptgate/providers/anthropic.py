@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from promptgate.errors import BadInput
-from promptgate.providers.base import ChatRequest
+from promptgate.providers.base import ChatRequest, token_counts
 from promptgate.providers.openai import OpenAIProvider, Parsed
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -70,9 +70,7 @@ class AnthropicProvider(OpenAIProvider):
             raise self._error(
                 f"{self.url} answered 200 without a list of content blocks", retryable=True
             ) from None
-        usage = payload.get("usage") if isinstance(payload, dict) else None
-        usage = usage if isinstance(usage, dict) else {}
-        counts = (_count(usage.get("input_tokens")), _count(usage.get("output_tokens")))
+        counts = token_counts(payload, "input_tokens", "output_tokens")
         if payload.get("stop_reason") == "refusal":
             return Parsed(text, MODEL_REFUSAL, *counts)
         if not text.strip():
@@ -81,7 +79,3 @@ class AnthropicProvider(OpenAIProvider):
                 retryable=True,
             )
         return Parsed(text, None, *counts)
-
-
-def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

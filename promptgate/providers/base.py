@@ -53,9 +53,24 @@ class Completion(BaseModel):
     completion_tokens: int | None = Field(default=None, ge=0)
     latency_ms: float | None = Field(default=None, ge=0)
     cached: bool = False
-    #: why the provider's own filter refused it (e.g. `content_filter: prompt`): the text it
+    #: why a content filter or the model refused it (e.g. `content_filter: prompt`): the text
     #: kept, often nothing, is scored as the answer, since that is what a user would get
     refusal: str | None = None
+
+
+def count_or_none(value: object) -> int | None:
+    """`value` if it is a token count (a non-negative int, not a bool), else None: a server's
+    body, or a cache file, is data that may hold anything."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def token_counts(payload: object, prompt: str, completion: str) -> tuple[int | None, int | None]:
+    """The (prompt, completion) token counts in an answer's `usage` object, under the names the
+    API gives them; None for each one it did not send as a count."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    return count_or_none(usage.get(prompt)), count_or_none(usage.get(completion))
 
 
 class ProviderError(Exception):

@@ -19,7 +19,13 @@ from promptgate.config import ProviderConfig
 from promptgate.envref import resolve
 from promptgate.errors import BadInput
 from promptgate.masking import add_secret
-from promptgate.providers.base import ChatRequest, Completion, Provider, ProviderError
+from promptgate.providers.base import (
+    ChatRequest,
+    Completion,
+    Provider,
+    ProviderError,
+    token_counts,
+)
 from promptgate.providers.parameters import is_reasoning_model, token_limit_param
 from promptgate.retry_after import parse_retry_after
 
@@ -302,7 +308,7 @@ class OpenAIProvider(Provider):
     def _parse(self, response: _Answer, payload: Any) -> Parsed:
         """A 200's answer: text, refusal and token counts (chat-completions' shape)."""
         text, refusal = self._completion_text(response, payload)
-        return Parsed(text, refusal, *_usage(payload))
+        return Parsed(text, refusal, *token_counts(payload, "prompt_tokens", "completion_tokens"))
 
     def _completion_text(self, response: _Answer, payload: Any) -> tuple[str, str | None]:
         """The answer's text, and the refusal when the content filter cut it: what it kept
@@ -325,19 +331,6 @@ class OpenAIProvider(Provider):
                 retryable=True,
             )
         return content, None
-
-
-def _usage(payload: Any) -> tuple[int | None, int | None]:
-    """(prompt_tokens, completion_tokens) of an answer's `usage`, each where the server sent a
-    count (a server's body is untrusted: anything else is None, neither trusted nor fatal)."""
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    if not isinstance(usage, dict):
-        return None, None
-    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
-
-
-def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _environment_proxy(url: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:

@@ -134,10 +134,9 @@ def sampling_summary(prompt: PromptReport) -> str | None:
 
 def format_percent(change: float) -> str:
     """A relative change: `+27.3 %`, `−4.0 %`."""
-    text = f"{abs(change) * 100:.1f} %"
-    if float(f"{abs(change) * 100:.1f}") == 0:
-        return text
-    return ("+" if change > 0 else MINUS) + text
+    digits = f"{abs(change) * 100:.1f}"
+    sign = "" if float(digits) == 0 else "+" if change > 0 else MINUS
+    return f"{sign}{digits} %"
 
 
 def usage_summary(prompt: PromptReport) -> str | None:

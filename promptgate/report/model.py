@@ -164,7 +164,7 @@ class Usage(Model):
     cached: int = Field(default=0, description="of which from the cache or a duplicate request")
     refused: int = Field(
         default=0,
-        description="of which the provider's content filter refused (scored as the text it "
+        description="of which a content filter or the model refused (scored as the text "
         "kept, usually none)",
     )
     reported: int = Field(

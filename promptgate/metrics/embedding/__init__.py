@@ -28,6 +28,7 @@ process uses, and its per-process caches).
 
 from __future__ import annotations
 
+from promptgate.metrics.embedding._cache import cache_root
 from promptgate.metrics.embedding._onnx import DamagedEntry, Embedder, OnnxEmbedder
 from promptgate.metrics.embedding._runtime import embed, load_embedder
 from promptgate.metrics.embedding._source import ModelSource, resolve_model
@@ -37,6 +38,7 @@ __all__ = [
     "Embedder",
     "ModelSource",
     "OnnxEmbedder",
+    "cache_root",
     "embed",
     "load_embedder",
     "resolve_model",
