@@ -153,6 +153,18 @@ class ProviderConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _anthropic_settings(self) -> ProviderConfig:
+        if self.kind == "anthropic":
+            if self.seed is not None:
+                raise ValueError("seed: the Messages API (kind anthropic) takes no seed; remove it")
+            if self.token_limit_param is not None:
+                raise ValueError(
+                    "token_limit_param: the Messages API (kind anthropic) always takes max_tokens; "
+                    "remove it"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _github_model_names(self) -> ProviderConfig:
         if self.kind == "github-models" and "/" not in self.model:
             raise ValueError(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from promptgate.report.model import PromptReport
+from promptgate.report.model import PromptReport, Side
 
 
 class ExampleResult(BaseModel):
@@ -18,6 +18,17 @@ class ExampleResult(BaseModel):
     candidate_outputs: list[str] | None = None  # None when the prompt was deleted
     baseline_scores: dict[str, float] = {}  # metric -> this example's score (mean of samples)
     candidate_scores: dict[str, float] = {}
+    #: why a content filter or the model refused a sample of this side, if one was refused
+    baseline_refusal: str | None = None
+    candidate_refusal: str | None = None
+
+    def refusals(self) -> dict[Side, str]:
+        found: dict[Side, str] = {}
+        if self.baseline_refusal is not None:
+            found["baseline"] = self.baseline_refusal
+        if self.candidate_refusal is not None:
+            found["candidate"] = self.candidate_refusal
+        return found
 
     def deltas(self) -> dict[str, float]:
         return {

@@ -289,8 +289,13 @@ def _judge(
     texts = {
         side: [[t or "" for t in plan.outputs[side][i]] for i in kept] for side in plan.sides()
     }
-    evaluation.examples = _example_results(examples, texts, comparison.per_example)
+    evaluation.examples = _example_results(
+        examples, texts, comparison.per_example, plan.refusals, kept
+    )
     report.top_regressions = _top_regressions(evaluation.examples, config)
+    report.refused_examples = {
+        example.id: refusals for example in evaluation.examples if (refusals := example.refusals())
+    }
     return evaluation
 
 
@@ -331,7 +336,10 @@ def _example_results(
     examples: list[Example],
     texts: dict[Side, list[list[str]]],
     scores: dict[Side, dict[str, list[float]]],
+    refusals: dict[Side, dict[int, str]],
+    kept: list[int],
 ) -> list[ExampleResult]:
+    """`refusals` are by example index in the plan; `kept[i]` is example i's index there."""
     results = []
     for index, example in enumerate(examples):
         outputs = {side: texts[side][index] for side in texts}
@@ -343,6 +351,8 @@ def _example_results(
                 candidate_outputs=outputs.get("candidate"),
                 baseline_scores={n: float(v[index]) for n, v in scores.get("baseline", {}).items()},
                 candidate_scores={n: float(v[index]) for n, v in scores["candidate"].items()},
+                baseline_refusal=refusals.get("baseline", {}).get(kept[index]),
+                candidate_refusal=refusals.get("candidate", {}).get(kept[index]),
             )
         )
     return results

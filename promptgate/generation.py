@@ -140,6 +140,8 @@ class Generation:
         per_example[slot.sample] = answer.text if answer is not None else None
         if answer is not None:
             plan.answers.setdefault(slot.side, []).append(answer)
+            if answer.refusal is not None:
+                plan.refusals.setdefault(slot.side, {}).setdefault(slot.example, answer.refusal)
 
     def _count(self, stats: CallStats, failures: list[str]) -> None:
         self.stats += stats

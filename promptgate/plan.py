@@ -38,6 +38,8 @@ class PromptPlan:
     outputs: dict[Side, list[list[str | None]]] = field(default_factory=dict)
     #: every answer each side got, over all rounds: what its calls cost (usage.py)
     answers: dict[Side, list[Completion]] = field(default_factory=dict)
+    #: refusals[side][example index]: why its first refused sample was refused
+    refusals: dict[Side, dict[int, str]] = field(default_factory=dict)
 
     def sides(self) -> list[Side]:
         return [side for side in ("baseline", "candidate") if side in self.requests]
@@ -127,11 +129,30 @@ def plan_prompt(
     )
     for side, template in versions:
         if template is not None:
+            _check_model_reachable(template, config)
             seen: Counter[ChatRequest] = Counter()
             plan.requests[side] = [
                 _requests_for(template, example, config, seen) for example in plan.examples
             ]
     return plan
+
+
+def _check_model_reachable(template: PromptTemplate, config: Config) -> None:
+    """On Azure's deployment URLs the deployment, not the body, decides the model: a prompt
+    file pinning another model would silently run on the configured one."""
+    provider = config.provider
+    if provider.kind != "azure-openai" or provider.api_version == "v1":
+        return
+    if template.model is None or template.model == provider.model:
+        return
+    deployment = provider.deployment or provider.model
+    raise BadInput(
+        f"this prompt names model {template.model!r}, but every call goes to the Azure "
+        f"deployment {deployment!r} (provider.model {provider.model!r}), which decides the "
+        "model; remove the prompt's model, or set provider.api_version: v1 so that each "
+        "request names its deployment by the model field",
+        file=template.path,
+    )
 
 
 def _examples(

@@ -538,6 +538,9 @@ def _examples_table(evaluation: PromptEvaluation) -> dict[str, list[Any]]:
     if any(len(ex.baseline_outputs or ex.candidate_outputs or []) > 1 for ex in examples):
         table["baseline_samples"] = [ex.baseline_outputs for ex in examples]
         table["candidate_samples"] = [ex.candidate_outputs for ex in examples]
+    if any(ex.refusals() for ex in examples):
+        table["baseline_refusal"] = [ex.baseline_refusal for ex in examples]
+        table["candidate_refusal"] = [ex.candidate_refusal for ex in examples]
     for name in metrics:
         table[f"baseline.{name}"] = [ex.baseline_scores.get(name) for ex in examples]
         table[f"candidate.{name}"] = [ex.candidate_scores.get(name) for ex in examples]

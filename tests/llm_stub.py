@@ -472,6 +472,8 @@ class LLMStub:
                 text = echo(messages, _token_limit(body))
             if CONTENT_FILTER_ANSWER in json.dumps(body.get("messages")):
                 return _Response(200, _completion(body, None, number))
+            if MODEL_REFUSAL in json.dumps(body.get("messages")):
+                return _Response(200, _completion(body, None, number, refused=True))
             return _Response(200, _completion(body, text, number))
         if fault.kind == "http_error":
             if fault.body is not None:
@@ -523,6 +525,8 @@ class LLMStub:
             kind = ANTHROPIC_ERROR_TYPES.get(fault.status, "api_error")
             return _anthropic_error(fault.status, kind, f"stub fault {fault.status}", fault.headers)
         messages = body["messages"]
+        if MODEL_REFUSAL in json.dumps(messages) + str(body.get("system", "")):
+            return _Response(200, _anthropic_message(body, STUB_REFUSAL_TEXT, number, "refusal"))
         text = echo(messages, int(body["max_tokens"]))
         return _Response(200, _anthropic_message(body, text, number))
 
@@ -600,17 +604,19 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
 
 
-def _completion(body: dict[str, Any], text: str | None, number: int) -> bytes:
+def _completion(
+    body: dict[str, Any], text: str | None, number: int, *, refused: bool = False
+) -> bytes:
     """A chat completion answering `text`; None: the content filter cut the answer
-    (finish_reason content_filter, content null, and the filter's results, as Azure sends)."""
-    words = len(text.split()) if text else 0
+    (finish_reason content_filter, content null, and the filter's results, as Azure sends), or
+    with `refused` the model declined (content null, `message.refusal` its words)."""
+    words = len((text or (STUB_REFUSAL_TEXT if refused else "")).split())
     prompt = prompt_tokens(body)
-    choice: dict[str, Any] = {
-        "index": 0,
-        "message": {"role": "assistant", "content": text},
-        "finish_reason": "stop",
-    }
-    if text is None:
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop"}
+    if refused:
+        message["refusal"] = STUB_REFUSAL_TEXT
+    elif text is None:
         choice |= {"finish_reason": "content_filter", "content_filter_results": _FILTERED}
     return json.dumps(
         {
@@ -676,7 +682,9 @@ def _messages_api_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _anthropic_message(body: dict[str, Any], text: str, number: int) -> bytes:
+def _anthropic_message(
+    body: dict[str, Any], text: str, number: int, stop_reason: str = "end_turn"
+) -> bytes:
     """A Message: text blocks, stop_reason, and usage (input: words of system and messages)."""
     system = body.get("system") if isinstance(body.get("system"), str) else ""
     input_tokens = len(system.split()) + prompt_tokens(body)
@@ -687,7 +695,7 @@ def _anthropic_message(body: dict[str, Any], text: str, number: int) -> bytes:
             "role": "assistant",
             "model": body["model"],
             "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {"input_tokens": input_tokens, "output_tokens": len(text.split())},
         }
@@ -715,6 +723,10 @@ class AzureRoute:
 #: cuts the answer (HTTP 200, finish_reason content_filter, no content).
 CONTENT_FILTER_PROMPT = "[stub-content-filter: prompt]"
 CONTENT_FILTER_ANSWER = "[stub-content-filter: answer]"
+#: In a message: the model declines (chat completions: content null and `message.refusal`;
+#: Anthropic: stop_reason "refusal"), answering STUB_REFUSAL_TEXT.
+MODEL_REFUSAL = "[stub-model-refusal]"
+STUB_REFUSAL_TEXT = "I'm sorry, I can't help with that."
 _FILTERED = {
     "hate": {"filtered": True, "severity": "high"},
     "self_harm": {"filtered": False, "severity": "safe"},

@@ -4,18 +4,21 @@ text blocks, usage as input/output tokens, errors as {type: error, error: {type,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from action_run import BAD, GOOD
 from gate_fixtures import TEXTS, PromptRepo, jsonl
 from gitrepo import RepoBuilder
-from llm_stub import Fault, LLMStub
+from llm_stub import MODEL_REFUSAL, STUB_REFUSAL_TEXT, Fault, LLMStub
 from test_providers import completion
 
 from promptgate.config import ProviderConfig
 from promptgate.errors import BadInput
 from promptgate.providers import ChatMessage, ChatRequest, make_provider
+from promptgate.report import escape
+from promptgate.report.markdown import render_markdown
 
 KEY = "sk-ant-stub-4e1f0c"
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -103,9 +106,37 @@ def test_what_the_messages_api_does_not_take_is_bad_input(anthropic: LLMStub) ->
     assert anthropic.requests == []
 
 
-def test_a_gate_on_anthropic_fails_a_regression_and_passes_a_harmless_change(
-    tmp_path: Path, anthropic: LLMStub
+def test_a_prompt_files_stop_goes_as_stop_sequences(anthropic: LLMStub) -> None:
+    completion(
+        make_provider(provider(anthropic)),
+        request(("user", "hi"), extra_params=(("stop", "END"), ("top_k", 5))),
+    )
+    (sent,) = anthropic.requests
+    assert sent.body["stop_sequences"] == ["END"] and sent.body["top_k"] == 5
+    assert "stop" not in sent.body
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"seed": 7}, "takes no seed"), ({"token_limit_param": "max_tokens"}, "always takes")],
+)
+def test_openai_only_settings_on_anthropic_are_a_config_error(
+    setting: dict[str, object], message: str
 ) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProviderConfig.model_validate({"kind": "anthropic", **setting})
+
+
+def test_a_refusal_stop_reason_is_the_models_answer_not_a_retry(anthropic: LLMStub) -> None:
+    answer = completion(
+        make_provider(provider(anthropic)),
+        request(("system", f"Answer nothing. {MODEL_REFUSAL}"), ("user", "hello")),
+    )
+    assert (answer.text, answer.refusal) == (STUB_REFUSAL_TEXT, "refusal: model")
+    assert len(anthropic.requests) == 1
+
+
+def anthropic_repo(tmp_path: Path, anthropic: LLMStub) -> PromptRepo:
     builder = RepoBuilder(tmp_path / "repo")
     config = (
         "version: 1\nprovider:\n  kind: anthropic\n"
@@ -118,7 +149,14 @@ def test_a_gate_on_anthropic_fails_a_regression_and_passes_a_harmless_change(
     )
     builder.commit({"promptgate.yaml": config, "prompts/a.txt": GOOD, "evals/a.jsonl": jsonl()})
     builder.branch("pr")
-    repo = PromptRepo(builder, tmp_path)
+    return PromptRepo(builder, tmp_path)
+
+
+def test_a_gate_on_anthropic_fails_a_regression_and_passes_a_harmless_change(
+    tmp_path: Path, anthropic: LLMStub
+) -> None:
+    repo = anthropic_repo(tmp_path, anthropic)
+    builder = repo.builder
     builder.commit({"prompts/a.txt": BAD})
     failed = repo.gate(use_cache=False)
     assert failed.exit_code == 1 and failed.report.prompts[0].verdict == "fail"
@@ -129,3 +167,37 @@ def test_a_gate_on_anthropic_fails_a_regression_and_passes_a_harmless_change(
     builder.commit({"prompts/a.txt": GOOD + "\n"})
     passed = repo.gate(use_cache=False)
     assert passed.exit_code == 0 and passed.report.prompts[0].verdict == "pass"
+
+
+def test_a_prompt_the_model_refuses_fails_and_each_example_says_so(
+    tmp_path: Path, anthropic: LLMStub
+) -> None:
+    repo = anthropic_repo(tmp_path, anthropic)
+    repo.builder.commit({"prompts/a.txt": f"{MODEL_REFUSAL}\n{GOOD}"})
+    run = repo.gate(use_cache=False)
+    (prompt,) = run.report.prompts
+    assert run.exit_code == 1 and prompt.verdict == "fail" and run.report.calls.retried == 0
+    assert prompt.usage["candidate"].refused == len(TEXTS) and prompt.usage["baseline"].refused == 0
+    worst = prompt.top_regressions[0]
+    assert worst.candidate_output == STUB_REFUSAL_TEXT
+    assert prompt.refused_examples[worst.id] == {"candidate": "refusal: model"}
+    comment = render_markdown(run.report)
+    reason = escape.inline("refusal: model")
+    kept = escape.block(STUB_REFUSAL_TEXT)
+    assert f"<td><em>refused ({reason})</em><pre>{kept}</pre></td>" in comment
+    # MLflow's examples table of the candidate's run has the refusal column too.
+    from mlflow.tracking import MlflowClient
+    from test_tracking import artifact_text, child_runs
+
+    info = run.report.mlflow
+    assert info.tracking_uri and info.experiment_id and info.run_id
+    client = MlflowClient(tracking_uri=info.tracking_uri)
+    (candidate,) = [
+        child
+        for child in child_runs(client, info.experiment_id, info.run_id)
+        if child.data.tags["promptgate.version"] == "candidate"
+    ]
+    table = json.loads(artifact_text(client, candidate.info.run_id, "examples.json", tmp_path))
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert {row["candidate_refusal"] for row in rows} == {"refusal: model"}
+    assert {row["baseline_refusal"] for row in rows} == {None}

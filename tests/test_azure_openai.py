@@ -15,10 +15,13 @@ from llm_stub import CONTENT_FILTER_ANSWER, CONTENT_FILTER_PROMPT, AzureRoute, F
 from test_providers import chat, completion
 
 from promptgate.config import ProviderConfig
+from promptgate.errors import BadInput
+from promptgate.gate import evaluate
 from promptgate.providers import make_provider
 from promptgate.report import escape
 from promptgate.report.format import refusal_summary
 from promptgate.report.markdown import render_markdown
+from promptgate.request import GateRequest
 
 KEY = "azure-key-5f3c9d1e7a"
 KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -167,7 +170,19 @@ def test_a_prompt_the_content_filter_refuses_is_scored_empty_not_retried(
     assert prompt.usage["candidate"].refused == len(TEXTS) and prompt.usage["baseline"].refused == 0
     shown = refusal_summary(prompt)
     assert shown is not None and shown.startswith("refused: 12 of 12 candidate answers")
-    assert f"> ⚠️ {escape.inline(shown, 300)}" in render_markdown(run.report)
+    comment = render_markdown(run.report)
+    # Above the metric table, which it explains, not after it.
+    assert comment.index(f"> ⚠️ {escape.inline(shown, 300)}") < comment.index("| metric |")
+    # Each regressed example says its candidate answer was refused, instead of a blank cell.
+    assert prompt.refused_examples == {
+        f"ex-{i}": {"candidate": "content_filter: prompt"} for i in range(len(TEXTS))
+    }
+    worst = prompt.top_regressions[0]
+    assert worst.candidate_output == "" and worst.baseline_output
+    assert set(worst.metric_deltas()) == {"bleu", "rougeL"}  # the contract's keys, nothing more
+    reason = escape.inline("content_filter: prompt")
+    assert f"<td><em>refused ({reason})</em></td>" in comment
+    assert "<td><pre></pre></td>" not in comment
 
 
 def test_answers_the_filter_cuts_count_per_example_and_survive_the_cache(
@@ -183,3 +198,33 @@ def test_answers_the_filter_cuts_count_per_example_and_survive_the_cache(
         assert run.exit_code == 0 and prompt.verdict == "pass"  # both versions cut alike
         assert prompt.usage["baseline"].refused == prompt.usage["candidate"].refused == 2
     assert again.report.calls.made == 0 and first.report.calls.retried == 0
+
+
+@pytest.mark.parametrize(("api_version", "reachable"), [("2024-10-21", False), ("v1", True)])
+def test_a_prompt_file_pinning_another_model_needs_the_v1_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_version: str, reachable: bool
+) -> None:
+    """On a deployment URL the deployment decides the model, so a prompt's own model would be
+    silently ignored: bad input naming the file. The v1 path sends it as the deployment."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    prompt = "model: gpt-4o-mini\nmessages:\n  - role: user\n    content: '{{text}}'\n"
+    with LLMStub(api_key=KEY, azure=AzureRoute("prod-gpt4o", api_version)) as azure:
+        config = config_text(azure, tmp_path).replace("'2024-10-21'", f"'{api_version}'")
+        config = config.replace("prompts/*.txt", "prompts/*.prompt.yml")
+        config = config.replace("evals/{stem}.jsonl", "evals/a.jsonl")
+        builder = RepoBuilder(tmp_path / "repo")
+        builder.commit(
+            {"promptgate.yaml": config, "prompts/a.prompt.yml": prompt, "evals/a.jsonl": jsonl()}
+        )
+        builder.branch("pr")
+        builder.commit({"prompts/a.prompt.yml": prompt.replace("{{text}}", "{{ text }}")})
+        request = GateRequest(repo=builder.root, base="main", head="pr", use_cache=False)
+        if reachable:
+            assert evaluate(request).report.verdict == "pass"
+            assert {sent.body["model"] for sent in azure.requests} == {"gpt-4o-mini"}
+            return
+        with pytest.raises(BadInput) as raised:
+            evaluate(request)
+        assert raised.value.file == "prompts/a.prompt.yml"
+        assert "'gpt-4o-mini'" in str(raised.value) and "api_version: v1" in str(raised.value)
+        assert azure.requests == []

@@ -12,8 +12,8 @@ from action_run import BAD, new_workspace
 from gate_fixtures import API_KEY, API_KEY_ENV, PromptRepo, config_yaml, jsonl
 from github_stub import GitHubStub
 from gitrepo import RepoBuilder
-from llm_stub import Fault, LLMStub
-from test_providers import KEY_ENV, SECRET, chat, complete, failure, stub_provider
+from llm_stub import MODEL_REFUSAL, STUB_REFUSAL_TEXT, Fault, LLMStub
+from test_providers import KEY_ENV, SECRET, chat, complete, completion, failure, stub_provider
 
 from promptgate.config import ProviderConfig
 from promptgate.errors import BadInput
@@ -274,3 +274,11 @@ def test_the_seed_is_sent_and_a_new_seed_is_a_new_answer_not_a_cached_one(
     assert seeds == {42} and first.report.calls.made == 24
     assert again.report.calls.made == 0 and again.report.calls.cached == 24
     assert new_seeds == {43} and reseeded.report.calls.made == 24
+
+
+def test_a_model_that_declines_is_answered_by_its_refusal_not_retried(llm_stub: LLMStub) -> None:
+    """Chat completions' `message.refusal` (content null): the model's words are its answer."""
+    answer = completion(stub_provider(llm_stub), chat(f"{MODEL_REFUSAL} write it"))
+    assert (answer.text, answer.refusal) == (STUB_REFUSAL_TEXT, "refusal: model")
+    assert answer.completion_tokens == len(STUB_REFUSAL_TEXT.split())
+    assert len(llm_stub.requests) == 1

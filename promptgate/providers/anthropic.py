@@ -12,13 +12,11 @@ from typing import Any, ClassVar
 
 from promptgate.errors import BadInput
 from promptgate.providers.base import ChatRequest, token_counts
-from promptgate.providers.openai import OpenAIProvider, Parsed
+from promptgate.providers.openai import MODEL_REFUSAL, OpenAIProvider, Parsed
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: What a `.prompt.yml`'s parameters may set here, in the Messages API's names.
 _PARAMETERS = {"top_p": "top_p", "top_k": "top_k", "stop": "stop_sequences"}
-#: A refusal: the model declined (stop_reason "refusal"); what it wrote is the answer.
-MODEL_REFUSAL = "refusal: model"
 
 
 class AnthropicProvider(OpenAIProvider):

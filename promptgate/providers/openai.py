@@ -40,9 +40,11 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 #: The server turned the call away for load: 429, and Anthropic's 529 (overloaded)
 OVERLOADED_STATUSES = frozenset({429, 529})
 USER_AGENT = "promptgate"
-#: Refusals (`Completion.refusal`): the content filter stopped the prompt, or cut the answer.
+#: Refusals (`Completion.refusal`): the content filter stopped the prompt, or cut the answer;
+#: or the model declined (chat completions' `message.refusal`, Anthropic's stop_reason).
 CONTENT_FILTER_PROMPT = "content_filter: prompt"
 CONTENT_FILTER_ANSWER = "content_filter: answer"
+MODEL_REFUSAL = "refusal: model"
 
 
 class Parsed(NamedTuple):
@@ -311,8 +313,9 @@ class OpenAIProvider(Provider):
         return Parsed(text, refusal, *token_counts(payload, "prompt_tokens", "completion_tokens"))
 
     def _completion_text(self, response: _Answer, payload: Any) -> tuple[str, str | None]:
-        """The answer's text, and the refusal when the content filter cut it: what it kept
-        (often nothing) is the answer. Otherwise an empty answer is a fault to retry."""
+        """The answer's text, and the refusal when the content filter cut it (what it kept,
+        often nothing, is the answer) or the model declined (`message.refusal`: its words are
+        the answer, as a user would read them). Otherwise an empty answer is a fault to retry."""
         try:
             choice = payload["choices"][0]
             message = choice["message"]
@@ -325,6 +328,11 @@ class OpenAIProvider(Provider):
         finish_reason = choice.get("finish_reason")
         if finish_reason == "content_filter":
             return (content if isinstance(content, str) else ""), CONTENT_FILTER_ANSWER
+        declined = message.get("refusal")
+        if isinstance(declined, str) and declined.strip():
+            return (content if isinstance(content, str) and content.strip() else declined), (
+                MODEL_REFUSAL
+            )
         if not isinstance(content, str) or not content.strip():
             raise self._error(
                 f"{self.url} returned an empty completion (finish_reason: {finish_reason})",

@@ -162,11 +162,15 @@ def usage_summary(prompt: PromptReport) -> str | None:
 
 def refusal_summary(prompt: PromptReport) -> str | None:
     """How many answers a content filter or the model refused, per version: they are scored as
-    the text it kept (usually none), so a prompt that trips the filter regresses."""
+    the text returned (a filter's usually none, a model's its refusal), so a prompt that trips
+    the filter or makes the model decline regresses."""
     refused = {side: usage.refused for side, usage in prompt.usage.items() if usage.refused}
     if not refused:
         return None
     counts = " and ".join(
         f"{count} of {prompt.usage[side].calls} {side}" for side, count in refused.items()
     )
-    return f"refused: {counts} answers (content filter or model refusal; scored as what was kept)"
+    return (
+        f"refused: {counts} answers (content filter or model refusal; scored as the text "
+        "returned, often none)"
+    )

@@ -174,10 +174,13 @@ def _example_deltas(example: ExampleChange) -> str:
     )
 
 
-def _output_cell(output: str | None, max_chars: int) -> str:
+def _output_cell(output: str | None, refusal: str | None, max_chars: int) -> str:
     if output is None:
         return "<td><em>no output</em></td>"
-    return f"<td><pre>{escape.block(output, max_chars)}</pre></td>"
+    kept = f"<pre>{escape.block(output, max_chars)}</pre>" if output else ""
+    if refusal is None:
+        return f"<td>{kept}</td>"
+    return f"<td><em>refused ({escape.inline(refusal, 100)})</em>{kept}</td>"
 
 
 def _regressions(prompt: PromptReport, shown: int, output_chars: int) -> str:
@@ -189,14 +192,15 @@ def _regressions(prompt: PromptReport, shown: int, output_chars: int) -> str:
     parts = [f"<details><summary>Top regressions ({count})</summary>", ""]
     for example in examples:
         deltas = _example_deltas(example)
+        refused = prompt.refused_examples.get(example.id, {})
         title = escape.inline(example.id, 80) + (f" — {deltas}" if deltas else "")
         parts += [
             "<table>",
             f'<tr><th colspan="2">{title}</th></tr>',
             "<tr><th>baseline</th><th>candidate</th></tr>",
             "<tr>"
-            + _output_cell(example.baseline_output, output_chars)
-            + _output_cell(example.candidate_output, output_chars)
+            + _output_cell(example.baseline_output, refused.get("baseline"), output_chars)
+            + _output_cell(example.candidate_output, refused.get("candidate"), output_chars)
             + "</tr>",
             "</table>",
             "",
@@ -233,6 +237,9 @@ def _prompt_section(
             f"generation given up after retries (allowed by `gate.max_failed_share`): {ids}"
             + (f" and {more} more" if more > 0 else ""),
         ]
+    refusals = refusal_summary(prompt)  # above the table: it often explains the scores
+    if refusals:
+        lines += ["", f"> ⚠️ {escape.inline(refusals, 300)}"]
     if prompt.metrics:
         lines += ["", _metric_table(prompt, ci_label)]
         reasons = [
@@ -245,9 +252,6 @@ def _prompt_section(
     usage = usage_summary(prompt)
     if usage:
         lines += ["", f"💰 {escape.inline(usage, 300)}"]
-    refusals = refusal_summary(prompt)
-    if refusals:
-        lines += ["", f"> ⚠️ {escape.inline(refusals, 300)}"]
     regressions = _regressions(prompt, shown_examples, output_chars)
     if regressions:
         lines += ["", regressions]

@@ -128,6 +128,11 @@ class PromptReport(Model):
         default_factory=list,
         description="ids left out because a generation was given up (gate.max_failed_share)",
     )
+    refused_examples: dict[str, dict[Side, str]] = Field(
+        default_factory=dict,
+        description="example id -> version -> why a content filter or the model refused its "
+        "answer (e.g. content_filter: answer, refusal: model); only refused examples",
+    )
     metrics: dict[str, MetricResult] = Field(default_factory=dict)
     signatures: dict[str, str] = Field(
         default_factory=dict,

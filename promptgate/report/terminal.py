@@ -114,6 +114,9 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
                 style="yellow",
             )
         )
+    refusals = refusal_summary(prompt)
+    if refusals:
+        console.print(Text(f"  {refusals}", style="yellow"))
     if prompt.metrics:
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for column in ("  metric", "baseline", "candidate", "Δ", ci_label, "threshold", "status"):
@@ -135,9 +138,6 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
     usage = usage_summary(prompt)
     if usage:
         console.print(Text(f"  {usage}", style="dim"))
-    refusals = refusal_summary(prompt)
-    if refusals:
-        console.print(Text(f"  {refusals}", style="yellow"))
     if prompt.verdict == "fail":
         for example in prompt.top_regressions[:WORST_EXAMPLES]:
             deltas = ", ".join(
