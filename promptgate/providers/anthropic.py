@@ -3,7 +3,7 @@
 System messages go to the top-level `system`; `max_tokens` is required; the answer is the
 concatenated `text` blocks; usage comes from `input_tokens` and `output_tokens`. The key travels
 in `x-api-key` with `anthropic-version: 2023-06-01`. 429 (rate limit) and 529 (overloaded) are
-retried honouring `retry-after`, as any 429 or 5xx is (openai.py).
+retried honouring `retry-after`, as any 429 or 5xx is (http.py).
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from promptgate.errors import BadInput
-from promptgate.providers.base import ChatRequest, token_counts
-from promptgate.providers.openai import MODEL_REFUSAL, OpenAIProvider, Parsed
+from promptgate.providers.base import MODEL_REFUSAL, ChatRequest, token_counts
+from promptgate.providers.http import HttpProvider, Parsed
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: What a `.prompt.yml`'s parameters may set here, in the Messages API's names.
 _PARAMETERS = {"top_p": "top_p", "top_k": "top_k", "stop": "stop_sequences"}
 
 
-class AnthropicProvider(OpenAIProvider):
+class AnthropicProvider(HttpProvider):
     kind = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     default_api_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"

@@ -42,6 +42,11 @@ class ChatRequest(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+#: `Completion.refusal` of an answer the model itself declined to give (chat completions'
+#: `message.refusal`, the Messages API's stop_reason "refusal"): its words are the answer.
+MODEL_REFUSAL = "refusal: model"
+
+
 class Completion(BaseModel):
     """An answer and what it cost: the server's token counts (None where it sent none) and how
     long the call that got it took. `cached`: it came from the cache, with the counts and the
