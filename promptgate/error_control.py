@@ -150,7 +150,7 @@ def control_pr_errors(prompts: Sequence[PromptReport], error_rate: float) -> int
         (prompt, name, result)
         for prompt in prompts
         for name, result in prompt.metrics.items()
-        if result.p_value is not None and not _identical(result)
+        if result.p_value is not None and not result.identical
     ]
     p_values = [_tested_p_value(result) for _, _, result in tested]
     adjusted = holm_adjusted(p_values)
@@ -179,12 +179,6 @@ def floor_reasons(metric: str, candidate: float | None, floor: float | None) -> 
         f"candidate {format_score(metric, candidate)} is below the floor min "
         f"{format_score(metric, floor)}"
     ]
-
-
-def _identical(result: MetricResult) -> bool:
-    """Every example scored the same on both sides (a reformatted or renamed prompt at
-    temperature 0): no evidence either way, so it does not dilute the PR's other tests."""
-    return result.delta == 0 and result.standard_error == 0
 
 
 def _p(value: float | None) -> str:

@@ -342,7 +342,7 @@ def test_the_comment_says_how_many_samples_and_rounds(tmp_path: Path, stub: LLMS
     markdown = render_markdown(gate(builder, tmp_path).report)
     # (escape.inline writes ':' as an entity, which GitHub shows as ':')
     assert (
-        "🎲 adaptive sampling&#58; 3 sample(s) per example and version, 3 rounds, 96 requests"
+        "Sampling: adaptive sampling&#58; 3 sample(s) per example and version, 3 rounds, 96 requests"
         in (markdown)
     )
     assert "adaptive sampling, 1 to 3 samples per example and version (3 rounds)" in markdown

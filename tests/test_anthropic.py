@@ -183,8 +183,8 @@ def test_a_prompt_the_model_refuses_fails_and_each_example_says_so(
     assert prompt.refused_examples[worst.id] == {"candidate": "refusal: model"}
     comment = render_markdown(run.report)
     reason = escape.inline("refusal: model")
-    kept = escape.block(STUB_REFUSAL_TEXT)
-    assert f"<td><em>refused ({reason})</em><pre>{kept}</pre></td>" in comment
+    assert f"· candidate refused ({reason})\n\n```diff\n" in comment
+    assert f"\n+ {STUB_REFUSAL_TEXT}\n```" in comment
     # MLflow's examples table of the candidate's run has the refusal column too.
     from mlflow.tracking import MlflowClient
     from test_tracking import artifact_text, child_runs

@@ -181,8 +181,10 @@ def test_a_prompt_the_content_filter_refuses_is_scored_empty_not_retried(
     assert worst.candidate_output == "" and worst.baseline_output
     assert set(worst.metric_deltas()) == {"bleu", "rougeL"}  # the contract's keys, nothing more
     reason = escape.inline("content_filter: prompt")
-    assert f"<td><em>refused ({reason})</em></td>" in comment
-    assert "<td><pre></pre></td>" not in comment
+    assert (
+        f"· candidate refused ({reason})\n\n```diff\n- {worst.baseline_output}\n+ (empty answer)\n```"
+        in comment
+    )
 
 
 def test_answers_the_filter_cuts_count_per_example_and_survive_the_cache(

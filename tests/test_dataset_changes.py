@@ -112,7 +112,7 @@ def test_a_pr_that_changes_only_an_eval_set_reports_every_prompt_that_uses_it(ne
         assert all(m.delta == 0.0 for m in prompt.metrics.values())  # same text: only noise
     assert "No prompt file changed" not in run.comment
     assert (
-        f"📝 **The eval set ({SHARED}) changed in this PR**: {COUNTS_TEXT} "
+        f"**The eval set ({SHARED}) changed in this PR**: {COUNTS_TEXT} "
         "(examples matched by id). The prompt itself is unchanged" in run.comment
     )
     assert f"the eval set changed in this PR: {COUNTS_TEXT}" in run.terminal
@@ -153,7 +153,7 @@ def test_a_prompt_whose_text_and_eval_set_both_change_is_reported_once(new_repo)
     short = next(p for p in run.report.prompts if p.path == "prompts/short.txt")
     assert short.dataset_changed and short.dataset_diff is not None
     assert short.dataset_diff.model_dump() == COUNTS
-    assert run.comment.count("### ✅ prompts/short.txt") == 1
+    assert run.comment.count("### prompts/short.txt") == 1  # passing: folded, no icon
 
 
 def test_on_dataset_change_fail_fails_the_prompt_and_a_pr_cannot_turn_it_off(
@@ -179,7 +179,7 @@ def test_on_dataset_change_fail_fails_the_prompt_and_a_pr_cannot_turn_it_off(
         "warn",
         True,
     )
-    assert "> ❌ the eval set changed in this PR (" in run.comment
+    assert "> **Fails:** the eval set changed in this PR (" in run.comment
     assert "gate.on_dataset_change: fail" in run.terminal
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import re
 
+import cmarkgfm
 import pytest
+from cmarkgfm.cmark import Options
 from rich.console import Console
 
 from promptgate.config import GATE_RULE
 from promptgate.report import escape
+from promptgate.report.comment_evidence import width
 from promptgate.report.markdown import MARKER, render_markdown
 from promptgate.report.model import (
     CallStats,
@@ -135,9 +138,15 @@ def report(*prompts: PromptReport, verdict: str = "fail", **fields: object) -> R
     )
 
 
-def outside_pre(markdown: str) -> str:
-    """The comment with the contents of <pre> blocks removed: where Markdown is live."""
-    return re.sub(r"<pre>.*?</pre>", "<pre></pre>", markdown, flags=re.DOTALL)
+def as_html(markdown: str) -> str:
+    """The comment as GitHub renders it: its own cmark-gfm, GFM extensions, raw HTML kept (the
+    worst case: GitHub's sanitiser only takes more away)."""
+    return cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+
+
+def outside_code(page: str) -> str:
+    """The rendered comment without its code blocks: where text is live."""
+    return re.sub(r"<pre[^>]*><code[^>]*>.*?</code></pre>", "", page, flags=re.DOTALL)
 
 
 # --- verdicts and numbers -----------------------------------------------------------------
@@ -198,7 +207,8 @@ def test_an_added_prompt_has_no_baseline_numbers() -> None:
         )
     }
     text = render_markdown(report(added, verdict="pass"))
-    assert "### 🆕 prompts/summarize.txt" in text
+    assert "| prompts/summarize.txt | 🆕 new | — | — |" in text  # the summary: nothing to compare
+    assert "### prompts/summarize.txt" in text  # folded with the passing ones: no icon
     assert "| bleu | – | 40.0 | – | – | – | ✅ pass |" in text  # a new prompt: no drop tested
 
 
@@ -243,11 +253,27 @@ def test_no_changed_prompt_says_so_even_without_gate_details() -> None:
     assert "| 95% CI |" not in text
 
 
-def test_regressions_show_both_outputs_side_by_side_with_deltas() -> None:
+def test_regressions_show_the_baseline_above_the_candidate_with_deltas() -> None:
     text = render_markdown(report(prompt()))
-    assert "<details><summary>Top regressions (1)</summary>" in text
-    assert "ex-7 — bleu −12.3 · rougeL −0.120" in text
-    assert "<td><pre>The cat sat.</pre></td><td><pre>A dog ran.</pre></td>" in text
+    assert "<details><summary>Worst examples (1)</summary>" in text
+    assert (
+        "**ex-7** · bleu −12.3 · rougeL −0.120\n\n```diff\n- The cat sat.\n+ A dog ran.\n```"
+        in text
+    )
+
+
+def test_long_outputs_wrap_by_display_width_and_keep_their_lines() -> None:
+    latin = "word " * 60
+    chinese = "汉字" * 60  # 120 wide characters: 240 columns
+    shown = report(prompt(regressions=[regression("ex-1", latin + "\nsecond line", chinese)]))
+    block = re.search(r"```diff\n(.*?)\n```", render_markdown(shown), flags=re.DOTALL)
+    assert block is not None
+    lines = block.group(1).split("\n")
+    assert all(len(line) <= 94 and sum(width(c) for c in line) <= 94 for line in lines)
+    assert all(line.startswith(("- ", "+ ")) for line in lines)
+    assert "- second line" in lines  # the output's own line break is kept
+    assert "".join(line[2:] for line in lines if line.startswith("+")) == chinese
+    assert " ".join(line[2:] for line in lines if line.startswith("- word")) == latin.strip()
 
 
 # --- untrusted text -----------------------------------------------------------------------
@@ -273,43 +299,41 @@ def hostile_report() -> Report:
     return report(hostile, head=GitSide(ref="@octocat/<script>", sha=HEAD_SHA), errors=[HOSTILE])
 
 
-def test_mentions_and_issue_references_are_not_live() -> None:
-    text = render_markdown(hostile_report())
-    assert re.search(r"@octocat", text) is None
-    assert re.search(r"#123\b", text) is None
-    assert "GH-77" not in text
-    assert "@\u200boctocat" in text
+def test_mentions_and_issue_references_are_not_live_outside_code() -> None:
+    live = outside_code(as_html(render_markdown(hostile_report())))
+    assert re.search(r"@octocat", live) is None
+    assert re.search(r"#123\b", live) is None
+    assert "GH-77" not in live
+    assert "@\u200boctocat" in live
 
 
 def test_html_in_outputs_cannot_open_or_close_elements() -> None:
+    page = as_html(render_markdown(hostile_report()))
+    assert "<script>" not in page and "<b>" not in page
+    assert "&lt;script&gt;" in outside_code(page)  # the error line, as text
+    # The outputs are code, as text: two sides of one example, each line in the diff block.
+    (code,) = re.findall(r'<pre lang="diff"><code>(.*?)</code></pre>', page, re.DOTALL)
+    assert "- &lt;/details&gt;&lt;/pre&gt;&lt;/table&gt;" in code
+    assert "+ ```" in code and "+ &lt;!-- promptgate:report --&gt;" in code
+    # Our own structure is intact: each <details> we open is closed, no table but ours.
+    assert page.count("<details>") == page.count("</details>") == 2  # examples, how it decides
+    assert page.count("<table>") == 2  # the summary and the metric table
+
+
+def test_the_body_starts_with_the_marker_and_an_output_cannot_add_one() -> None:
     text = render_markdown(hostile_report())
-    assert "<script>" not in text
-    assert "&#60;script&#62;" in text  # inline (the error line)
-    assert "&lt;script&gt;" in text  # inside <pre>
-    assert "<b>" not in text
-    # Our own structure is intact: every <details> and <pre> we open is closed once.
-    assert text.count("<details>") == text.count("</details>") == 2
-    assert text.count("<pre>") == text.count("</pre>") == 2
+    assert text.startswith(MARKER)
+    assert as_html(text).count(MARKER) == 1  # the one in outputs is code, shown as text
 
 
-def test_the_marker_appears_exactly_once() -> None:
-    assert render_markdown(hostile_report()).count(MARKER) == 1
-
-
-def test_fences_pipes_and_emphasis_are_inert_outside_pre() -> None:
-    live = outside_pre(render_markdown(hostile_report()))
-    assert "```" not in live
-    assert "| a | b |" not in live
-    assert "**bold**" not in live
-    assert "[link](" not in live
-    assert "$x$" not in live
-    assert "prompts/@\u200boctocat&#124;x&#96;y.txt" in live
-
-
-def test_blank_lines_inside_outputs_cannot_end_the_html_block() -> None:
+def test_fences_pipes_and_emphasis_are_inert_outside_code() -> None:
     text = render_markdown(hostile_report())
-    for pre in re.findall(r"<pre>(.*?)</pre>", text, flags=re.DOTALL):
-        assert not re.search(r"^[ \t]*$", pre, flags=re.MULTILINE)
+    live = outside_code(as_html(text))
+    for syntax in ("<strong>bold", '<a href="https://evil', "<code>fenced"):
+        assert syntax not in live
+    assert "prompts/@\u200boctocat|x`y.txt" in live  # the path, as text
+    # GitHub reads math from the source: outside the diff block no `$` is left to read.
+    assert "$" not in re.sub(r"```diff\n.*?\n```", "", text, flags=re.DOTALL)
 
 
 def test_inline_flattens_and_truncates_visibly() -> None:
@@ -355,27 +379,28 @@ def test_a_large_report_stays_under_the_limit_and_says_what_it_trimmed() -> None
 def test_examples_go_before_prompt_sections() -> None:
     text = render_markdown(big_report(prompts=40, regressions=10), max_chars=40_000)
     assert len(text) <= 40_000
-    assert "collapsed" not in text
+    assert "section(s) left out" not in text
     assert text.count("### ") == 40
 
 
-def test_when_sections_must_go_passing_prompts_collapse_before_failures() -> None:
+def test_when_sections_must_go_passing_ones_go_before_failures_and_keep_their_rows() -> None:
     text = render_markdown(big_report(prompts=40, regressions=3), max_chars=12_000)
     assert len(text) <= 12_000
-    assert "prompt section(s) collapsed to one line" in text
-    assert "#### Prompts shown in one line" in text
-    detailed = {int(i) for i in re.findall(r"^### \S+ prompts/p(\d+)\.txt", text, re.MULTILINE)}
-    one_line = re.findall(r"^- (\S+) prompts/p(\d+)\.txt \(modified\): (\w+)", text, re.MULTILINE)
-    assert one_line, "some sections were collapsed"
-    assert all(icon == "✅" and verdict == "pass" for icon, _, verdict in one_line)
-    assert set(range(0, 40, 3)) <= detailed, "every failing prompt keeps its section"
+    assert "prompt section(s) left out (their rows in the table stay)" in text
+    sections = {int(i) for i in re.findall(r"^### (?:\S+ )?prompts/p(\d+)\.txt", text, re.M)}
+    assert set(range(0, 40, 3)) <= sections, "every failing prompt keeps its section"
+    assert sections < set(range(40)), "some passing sections went"
+    rows = re.findall(r"^\| prompts/p(\d+)\.txt \| \S+ (\w+) \|", text, re.MULTILINE)
+    assert len(rows) == 40  # every prompt is still in the summary, failures first
+    verdicts = [verdict for _, verdict in rows]
+    assert verdicts == sorted(verdicts)  # "fail" < "pass"
 
 
 def test_even_a_tiny_limit_is_respected() -> None:
     text = render_markdown(big_report(prompts=200, regressions=1), max_chars=3_000)
     assert len(text) <= 3_000
     assert text.startswith(MARKER)
-    assert "not listed" in text
+    assert "table row(s) left out" in text and "more (" in text
 
 
 def test_a_report_that_fits_is_not_trimmed() -> None:

@@ -93,7 +93,7 @@ def test_each_versions_tokens_and_cost_are_the_stubs_usage_summed(
     assert after - before == pytest.approx(extra)
     markdown = render_markdown(run.report)
     change = f"{(after / before - 1) * 100:.1f} %"
-    assert f"💰 tokens per call {before:,.0f} → {after:,.0f} (+{change})" in markdown
+    assert f"Cost: tokens per call {before:,.0f} → {after:,.0f} (+{change})" in markdown
     assert "per 1,000 calls &#36;" in markdown  # a dollar sign GitHub cannot read as math
 
 
@@ -122,7 +122,7 @@ def test_the_usage_gates_fail_a_costlier_prompt_in_words(tmp_path: Path, stub: L
     assert prompt.reason == (
         f"tokens per call +{(change - 1) * 100:.1f} % is above +25.0 % (gate.max_token_increase)"
     )
-    assert f"> ❌ {escape.inline(prompt.reason, 500)}" in render_markdown(run.report)
+    assert f"> **Fails:** {escape.inline(prompt.reason, 500)}" in render_markdown(run.report)
 
 
 def test_without_usage_gates_a_costlier_prompt_passes_and_the_cost_is_shown(

@@ -10,6 +10,9 @@ math (`$`), or hide text with bidi controls. Two shapes are offered:
 - `block` for multi-line text inside `<pre>` (itself inside `<details>`/`<table>`): HTML-escaped,
   so `</pre>` or `</details>` cannot close anything, and without blank lines, because a blank
   line ends a raw HTML block in CommonMark and would switch the rest back to Markdown.
+- `clean` for text in a fenced code block, where nothing is syntax (comment_evidence.py makes
+  sure no line can close the fence).
+- `code_span` for short trusted text (shas, run ids) as inline code.
 
 For the terminal and the CI log, `terminal` (and `terminal_model` for a whole report) shows
 every control character as an escape; making a CI log's lines inert for the runner is
@@ -49,9 +52,22 @@ def truncate(text: str, max_len: int) -> str:
     return f"{text[:max_len]}… ({len(text) - max_len} more characters)"
 
 
-def _clean(text: str) -> str:
+def clean(text: str) -> str:
+    """Line endings as `\n`, with controls and bidi overrides removed: the text as it reads."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _INVISIBLE.sub("", text)
+
+
+def code_span(text: str) -> str:
+    """Trusted text as a code span, fenced so that backticks inside cannot end it."""
+    text = " ".join(text.split())
+    longest_run, run = 0, 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest_run = max(longest_run, run)
+    fence = "`" * (longest_run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _unlink_references(text: str) -> str:
@@ -65,7 +81,7 @@ def inline(text: str, max_len: int = 200) -> str:
     Newlines and runs of whitespace become one space; the result is cut to `max_len` characters
     of the original text (before escaping) with a visible marker.
     """
-    flat = _WHITESPACE_RUN.sub(" ", _clean(text)).strip()
+    flat = _WHITESPACE_RUN.sub(" ", clean(text)).strip()
     # References first: escaping introduces `&#...;`, which the reference pattern would mangle.
     return _unlink_references(truncate(flat, max_len)).translate(_INLINE_ENTITIES)
 
@@ -76,7 +92,7 @@ def block(text: str, max_len: int = 2000) -> str:
     Lines are kept; blank lines carry an encoded space so that an enclosing raw HTML block
     (`<table>`, `<details>`) does not end early.
     """
-    cleaned = _clean(text).expandtabs(4).rstrip()
+    cleaned = clean(text).expandtabs(4).rstrip()
     if not cleaned:
         return ""
     escaped = html.escape(_unlink_references(truncate(cleaned, max_len)), quote=False)

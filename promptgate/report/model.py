@@ -70,6 +70,12 @@ class MetricResult(Model):
         description="with samples: auto, min over looks of p_value / share: what Holm adjusts",
     )
 
+    @property
+    def identical(self) -> bool:
+        """Every example scored the same on both sides (a reformatted or renamed prompt at
+        temperature 0): no evidence either way."""
+        return self.delta == 0 and self.standard_error == 0
+
 
 class ExampleChange(BaseModel):
     """One example's outputs before and after, with its per-metric deltas as extra keys."""
