@@ -137,6 +137,7 @@ class Settings:
     seed: int
     concurrency: int
     max_samples: int = 4  # with samples: auto
+    raw_scores: bool = False  # RunResult.scores: every example's scores (--raw-scores)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,10 @@ class RunResult:
     #: adjusts: the one-sided p-value, or with samples: auto the sequential one)
     tests: tuple[tuple[str, str, float, float], ...] = ()
     requests: int = 0  # generations the PR requested (both versions, every round)
+    #: with --raw-scores: prompt -> metric -> side -> each example's score, in eval-set order
+    scores: dict[str, dict[str, dict[str, list[float]]]] = dataclasses.field(default_factory=dict)
+    #: with --raw-scores: prompt -> metric -> the standard error its test used
+    standard_errors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 # -- the eval set and the prompts -------------------------------------------------------------
@@ -323,6 +328,22 @@ def _run_one(cell: Cell, run: int) -> RunResult:
     for name, m in prompts[prompt_path(0)].metrics.items():
         assert m.delta is not None and m.ci_low is not None and m.ci_high is not None
         metrics[name] = (m.delta, m.ci_low, m.ci_high, m.status)
+    scores: dict[str, dict[str, dict[str, list[float]]]] = {}
+    standard_errors: dict[str, dict[str, float]] = {}
+    if _worker["settings"].raw_scores:
+        for evaluation in result.evaluations:
+            path = evaluation.report.path
+            scores[path] = {
+                name: {
+                    "baseline": [e.baseline_scores[name] for e in evaluation.examples],
+                    "candidate": [e.candidate_scores[name] for e in evaluation.examples],
+                }
+                for name in evaluation.report.metrics
+            }
+            standard_errors[path] = {
+                name: float(m.standard_error or 0.0)
+                for name, m in evaluation.report.metrics.items()
+            }
     return RunResult(
         cell.key,
         run,
@@ -330,6 +351,8 @@ def _run_one(cell: Cell, run: int) -> RunResult:
         metrics,
         tuple(tests),
         result.report.calls.requested,
+        scores,
+        standard_errors,
     )
 
 
@@ -559,6 +582,12 @@ def main() -> None:
         help="also write every run's result to this file, one JSON object a line (every "
         "prompt's deltas and p-values, for analyses the tables do not make)",
     )
+    parser.add_argument(
+        "--raw-scores",
+        action="store_true",
+        help="with --raw: also every example's score on both sides and each test's standard "
+        "error (large: N x prompts x metrics x 2 numbers a run)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
@@ -581,6 +610,7 @@ def main() -> None:
         seed=args.seed,
         concurrency=args.concurrency,
         max_samples=args.max_samples,
+        raw_scores=args.raw_scores,
     )
     references = make_references(max(args.n), args.seed)
     # On the first STRENGTH_SENTENCES sentences whatever --n is, so q depends on the seed alone.
