@@ -1,8 +1,12 @@
 """Log a gate run to MLflow: one parent run per gate, one nested child per prompt and version.
 
-    promptgate <base7>..<head7>          tags, gate params, call and verdict counts, report.json
-    ├── prompts/a.txt · baseline         params, aggregates, prompt text
-    └── prompts/a.txt · candidate        ... plus deltas, CI bounds, prompt.diff, examples.json
+    gate #42 ❌ (or gate <base7>..<head7> ❌)  tags, gate params, call and verdict counts, report.json
+    ├── a.txt · baseline                      params, aggregates, prompt text
+    └── a.txt · candidate ❌                  ... plus deltas, CI bounds, prompt-diff.txt, examples.json
+
+Run names are what MLflow's runs list shows first, so they carry the verdict and tell the two
+versions apart at a glance (a prompt's file name, its path where two share one). Metrics are
+rounded to what a reader compares (BLEU 2 decimals, others 4); report.json keeps every digit.
 
 A store that cannot be used is a warning and the verdict stands, unless `mlflow.required` is
 set (DESIGN.md "Exit codes"). Only `MlflowClient` is used, never the fluent API, so no active
@@ -23,6 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -32,7 +37,8 @@ from promptgate.background import import_in_background
 from promptgate.config import MlflowConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.evaluation import PromptEvaluation
-from promptgate.report.model import MlflowInfo, Report, Usage
+from promptgate.report.format import PROMPT_ICONS, VERDICT_ICONS, decimals
+from promptgate.report.model import MlflowInfo, PromptReport, Report, Usage
 from promptgate.trust import SQLITE_COMPANIONS, untrusted_reason
 
 if TYPE_CHECKING:
@@ -61,7 +67,7 @@ EXAMPLES_TABLE = "examples.json"
 #: The run tag that lists a run's table artifacts for the MLflow UI (as `log_table` sets it).
 LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
 REPORT_ARTIFACT = "report.json"
-DIFF_ARTIFACT = "prompt.diff"
+DIFF_ARTIFACT = "prompt-diff.txt"  # .txt: a file type MLflow's UI previews
 _MAX_RUN_NAME = 240
 _INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
 
@@ -289,11 +295,8 @@ def _log(
     ensure_sqlite_directory(uri)
     client = MlflowClient(tracking_uri=uri)
     info.experiment_id = _experiment_id(client, settings.experiment, uri)
-    base, head = report.base.sha[:7], report.head.sha[:7]
     parent = client.create_run(
-        info.experiment_id,
-        run_name=f"promptgate {base}..{head}",
-        tags=_parent_tags(report) | tags,
+        info.experiment_id, run_name=_parent_name(report), tags=_parent_tags(report) | tags
     )
     parent_id: str = parent.info.run_id
     info.run_id = parent_id
@@ -302,9 +305,11 @@ def _log(
         _log_batch(
             client, parent_id, params=_parent_params(report), metrics=_parent_metrics(report)
         )
+        labels = _prompt_labels([evaluation.report for evaluation in evaluations])
         for evaluation in evaluations:
             for version in _versions(evaluation):
-                _log_child(client, info.experiment_id, parent_id, report, evaluation, version)
+                name = _child_name(labels[evaluation.report.path], evaluation, version)
+                _log_child(client, info.experiment_id, parent_id, report, evaluation, version, name)
         filled = report.model_copy(update={"mlflow": info.model_copy()})
         client.log_text(parent_id, filled.model_dump_json(indent=2), REPORT_ARTIFACT)
     except BaseException:
@@ -364,6 +369,30 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
             "mlflow.experiment to another name"
         )
     return str(experiment.experiment_id)
+
+
+def _parent_name(report: Report) -> str:
+    icon = VERDICT_ICONS[report.verdict]
+    if report.pr_number is not None:
+        return f"gate #{report.pr_number} {icon}"
+    return f"gate {report.base.sha[:7]}..{report.head.sha[:7]} {icon}"
+
+
+def _prompt_labels(prompts: Sequence[PromptReport]) -> dict[str, str]:
+    """Each prompt's name in run names: its file name, or its path where two share a name."""
+    names = Counter(PurePosixPath(p.path).name for p in prompts)
+    return {
+        p.path: p.path if names[PurePosixPath(p.path).name] > 1 else PurePosixPath(p.path).name
+        for p in prompts
+    }
+
+
+def _child_name(label: str, evaluation: PromptEvaluation, version: Version) -> str:
+    """`a.txt · baseline`, `a.txt · candidate ❌`: the compared run carries the prompt's verdict."""
+    prompt = evaluation.report
+    compared = version == _versions(evaluation)[-1]
+    icon = f" {PROMPT_ICONS[prompt.verdict]}" if compared else ""
+    return f"{label} · {version}{icon}"[-_MAX_RUN_NAME:]
 
 
 def _versions(evaluation: PromptEvaluation) -> list[Version]:
@@ -456,6 +485,7 @@ def _log_child(
     report: Report,
     evaluation: PromptEvaluation,
     version: Version,
+    run_name: str,
 ) -> None:
     prompt = evaluation.report
     path = (prompt.old_path or prompt.path) if version == "baseline" else prompt.path
@@ -476,9 +506,7 @@ def _log_child(
     table = _examples_table(evaluation) if compared else {}
     if table:  # as `log_table` tags it, so that the MLflow UI shows the artifact as a table
         tags[LOGGED_ARTIFACTS_TAG] = json.dumps([{"path": EXAMPLES_TABLE, "type": "table"}])
-    run = client.create_run(
-        experiment_id, run_name=f"{path} · {version}"[-_MAX_RUN_NAME:], tags=tags
-    )
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run_id: str = run.info.run_id
     params: dict[str, object] = {
         "prompt.path": path,
@@ -497,12 +525,13 @@ def _log_child(
         params |= {f"dataset.{k}": v for k, v in prompt.dataset_diff.model_dump().items()}
     metrics: dict[str, float | None] = {}
     for name, result in prompt.metrics.items():
-        metrics[name] = result.baseline if version == "baseline" else result.candidate
+        score = result.baseline if version == "baseline" else result.candidate
+        metrics[name] = _rounded(name, score)
         if version == "candidate":
             metrics |= {
-                f"{name}.delta": result.delta,
-                f"{name}.ci_low": result.ci_low,
-                f"{name}.ci_high": result.ci_high,
+                f"{name}.delta": _rounded(name, result.delta),
+                f"{name}.ci_low": _rounded(name, result.ci_low),
+                f"{name}.ci_high": _rounded(name, result.ci_high),
                 f"{name}.failed": float(result.status == "fail"),
             }
     if usage := prompt.usage.get(version):
@@ -519,6 +548,13 @@ def _log_child(
         _terminate_quietly(client, run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+def _rounded(metric: str, value: float | None) -> float | None:
+    """To two decimals more than the comment shows: BLEU (0-100) 2 decimals, others 4."""
+    if value is None or not math.isfinite(value):
+        return value
+    return round(value, decimals(metric) + 1)
 
 
 def _examples_table(evaluation: PromptEvaluation) -> dict[str, list[Any]]:
@@ -541,10 +577,11 @@ def _examples_table(evaluation: PromptEvaluation) -> dict[str, list[Any]]:
     if any(ex.refusals() for ex in examples):
         table["baseline_refusal"] = [ex.baseline_refusal for ex in examples]
         table["candidate_refusal"] = [ex.candidate_refusal for ex in examples]
+    # No dots in column names: MLflow's table view leaves such columns blank.
     for name in metrics:
-        table[f"baseline.{name}"] = [ex.baseline_scores.get(name) for ex in examples]
-        table[f"candidate.{name}"] = [ex.candidate_scores.get(name) for ex in examples]
-        table[f"delta.{name}"] = [ex.deltas().get(name) for ex in examples]
+        table[f"baseline_{name}"] = [ex.baseline_scores.get(name) for ex in examples]
+        table[f"candidate_{name}"] = [ex.candidate_scores.get(name) for ex in examples]
+        table[f"delta_{name}"] = [ex.deltas().get(name) for ex in examples]
     return table
 
 

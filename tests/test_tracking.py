@@ -213,7 +213,7 @@ def logged(sqlite_store: Path) -> Logged:
 
 def test_each_prompt_version_is_a_child_of_one_gate_run(logged: Logged) -> None:
     assert "mlflow.parentRunId" not in logged.parent.data.tags
-    assert logged.parent.info.run_name == "promptgate 1111111..2222222"
+    assert logged.parent.info.run_name == "gate #42 ❌"  # the PR and its verdict, in the list
     assert logged.parent.info.status == "FINISHED"
     assert sorted(logged.children) == [
         ("prompts/added.txt", "candidate"),
@@ -226,6 +226,12 @@ def test_each_prompt_version_is_a_child_of_one_gate_run(logged: Logged) -> None:
     for run in logged.children.values():
         assert run.data.tags["mlflow.parentRunId"] == logged.info.run_id
         assert run.info.status == "FINISHED"
+    # The list tells the versions apart by name; the compared run carries the verdict.
+    names = {key: run.info.run_name for key, run in logged.children.items()}
+    assert names[("prompts/summarize.txt", "baseline")] == "summarize.txt · baseline"
+    assert names[("prompts/summarize.txt", "candidate")] == "summarize.txt · candidate ❌"
+    assert names[("prompts/added.txt", "candidate")] == "added.txt · candidate 🆕"
+    assert names[("prompts/deleted.txt", "baseline")] == "deleted.txt · baseline 🗑️"
 
 
 def test_the_info_names_the_store_experiment_and_run(logged: Logged) -> None:
@@ -274,6 +280,32 @@ def test_a_candidate_child_has_its_aggregates_deltas_and_interval(logged: Logged
     assert run.data.metrics["bleu.failed"] == 1.0
 
 
+def test_metrics_are_rounded_for_reading_and_two_prompts_sharing_a_name_keep_their_paths(
+    sqlite_store: Path,
+) -> None:
+    uri = f"sqlite:///{sqlite_store}/rounded.db"
+    noisy = bleu(35.63574309074793, 33.12345678, "pass")
+    evaluations = [
+        evaluation("prompts/a/summarize.txt", "modified", "pass", metric=noisy),
+        evaluation("prompts/b/summarize.txt", "modified", "pass", metric=noisy),
+    ]
+    report = gate_report(evaluations, verdict="pass").model_copy(update={"pr_number": None})
+    info = log_gate_run(report, evaluations, MlflowConfig(tracking_uri=uri, experiment="r"))
+    assert info.run_id is not None and info.experiment_id is not None
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(info.run_id).info.run_name == "gate 1111111..2222222 ✅"
+    children = child_runs(client, info.experiment_id, info.run_id)
+    assert sorted(run.info.run_name for run in children) == [
+        "prompts/a/summarize.txt · baseline",
+        "prompts/a/summarize.txt · candidate ✅",
+        "prompts/b/summarize.txt · baseline",
+        "prompts/b/summarize.txt · candidate ✅",
+    ]
+    candidate = next(run for run in children if run.info.run_name.endswith("✅"))
+    assert candidate.data.metrics["bleu"] == 33.12
+    assert candidate.data.metrics["bleu.delta"] == round(33.12345678 - 35.63574309074793, 2)
+
+
 def test_a_baseline_child_has_only_its_own_aggregates(logged: Logged) -> None:
     run = logged.children[("prompts/summarize.txt", "baseline")]
     assert run.data.params["prompt.hash"] == "b" * 12
@@ -297,13 +329,14 @@ def test_prompt_text_diff_and_examples_are_artifacts(logged: Logged, tmp_path: P
     assert artifact_text(client, candidate, "prompt/summarize.txt", tmp_path / "c") == (
         "candidate text of prompts/summarize.txt"
     )
-    assert artifact_text(client, candidate, "prompt.diff", tmp_path / "d") == DIFF
+    assert artifact_text(client, candidate, "prompt-diff.txt", tmp_path / "d") == DIFF
     table = json.loads(artifact_text(client, candidate, "examples.json", tmp_path / "t"))
     rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
     assert rows[0]["id"] == "ex-0"
     assert rows[0]["baseline_output"] == "old output 0"
     assert rows[0]["candidate_output"] == "new output 0"
-    assert rows[0]["delta.bleu"] == -10.0
+    assert rows[0]["delta_bleu"] == -10.0
+    assert not [column for column in table["columns"] if "." in column]  # the UI blanks those
     tags = logged.children[("prompts/summarize.txt", "candidate")].data.tags
     assert "examples.json" in tags["mlflow.loggedArtifacts"]
 
@@ -319,7 +352,7 @@ def test_the_examples_table_reads_back_as_mlflow_log_table_would_have_written_it
     read = logged.client.load_table(
         logged.info.experiment_id or "", "examples.json", run_ids=[candidate.info.run_id]
     )
-    assert list(read["id"])[:2] == ["ex-0", "ex-1"] and read["delta.bleu"][0] == -10.0
+    assert list(read["id"])[:2] == ["ex-0", "ex-1"] and read["delta_bleu"][0] == -10.0
     # The same rows through MLflow's own writer, in an experiment of their own.
     reference = logged.client.create_experiment("log_table reference")
     run_id = logged.client.create_run(reference).info.run_id
@@ -338,7 +371,7 @@ def test_added_and_deleted_prompts_log_the_side_they_have(logged: Logged, tmp_pa
     assert "bleu.delta" not in added.data.metrics
     deleted = logged.children[("prompts/deleted.txt", "baseline")]
     paths = {a.path for a in logged.client.list_artifacts(deleted.info.run_id)}
-    assert {"prompt", "prompt.diff", "examples.json"} <= paths
+    assert {"prompt", "prompt-diff.txt", "examples.json"} <= paths
     text = artifact_text(logged.client, deleted.info.run_id, "prompt/deleted.txt", tmp_path)
     assert text == "baseline text of prompts/deleted.txt"
 
@@ -475,7 +508,7 @@ def test_a_gate_run_logged_over_http_links_to_the_run(
     children = child_runs(client, info.experiment_id or "", parent.info.run_id)
     assert len(children) == 2
     stored = {p.name for p in mlflow_server.artifacts.rglob("*") if p.is_file()}
-    assert {"report.json", "prompt.diff", "examples.json", "summarize.txt"} <= stored
+    assert {"report.json", "prompt-diff.txt", "examples.json", "summarize.txt"} <= stored
     with capsys.disabled():
         print(
             f"\n  mlflow server start {mlflow_server.startup_seconds:.1f} s, "
