@@ -17,6 +17,7 @@ from promptgate.errors import ExitCode
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
 from promptgate.gate_config import GateConfig, load_gate_config
 from promptgate.generation import Generation, ProgressStart, plan_slots
+from promptgate.mlflow_store import prepare_in_background, resolve_tracking_uri
 from promptgate.plan import PromptPlan, plan_prompt
 from promptgate.providers import import_client_in_background
 from promptgate.providers.base import ChatRequest
@@ -35,7 +36,7 @@ from promptgate.report.model import (
 from promptgate.request import GateRequest
 from promptgate.scoring import Scorer, Slot
 from promptgate.sequential import gate_rule, is_undecided, with_look
-from promptgate.tracking import log_gate_run, prepare_in_background, resolve_tracking_uri
+from promptgate.tracking import log_gate_run
 from promptgate.usage import usage_of, usage_reasons
 
 

@@ -14,9 +14,9 @@ Registration is idempotent: when the latest version already holds the same templ
 settings) no version is made, and the alias is set to that version again. A run for a commit
 older than the one behind the latest version (a re-run of an old job) changes nothing.
 
-The store is the gate's tracking store, as `promptgate.tracking` resolves it. Only `MlflowClient`
-is used, so no tracking URI or active run is left behind; the MLflow settings read from the
-environment are changed only for the duration of a call. A failure is a warning unless
+The store is the gate's tracking store, as `promptgate.mlflow_store` resolves it. Only
+`MlflowClient` is used, so no tracking URI or active run is left behind; the MLflow settings
+read from the environment are changed only for the duration of a call. A failure is a warning unless
 `mlflow.required` is set (DESIGN.md "Exit codes").
 """
 
@@ -41,8 +41,7 @@ from rich.table import Table
 
 from promptgate.config import MlflowConfig
 from promptgate.errors import BadInput, CouldNotEvaluate
-from promptgate.prompts import is_prompt_yaml, parse_prompt
-from promptgate.tracking import (
+from promptgate.mlflow_store import (
     check_store_file,
     describe_store_problem,
     ensure_sqlite_directory,
@@ -50,6 +49,7 @@ from promptgate.tracking import (
     redact_uri,
     resolve_tracking_uri,
 )
+from promptgate.prompts import is_prompt_yaml, parse_prompt
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -19,6 +19,7 @@ from mlflow_server import MlflowServer, closed_port
 from promptgate.config import GATE_RULE, MlflowConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
+from promptgate.mlflow_store import FAIL_FAST_HTTP_ENV
 from promptgate.report.model import (
     CallStats,
     ExampleChange,
@@ -29,7 +30,7 @@ from promptgate.report.model import (
     PromptReport,
     Report,
 )
-from promptgate.tracking import FAIL_FAST_HTTP_ENV, log_gate_run
+from promptgate.tracking import log_gate_run
 
 BASE_SHA = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 HEAD_SHA = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -524,14 +525,14 @@ def test_a_local_store_is_opened_in_the_background_and_logging_waits_for_it(
     program = (
         "import sqlite3, sys\n"
         "from promptgate.config import MlflowConfig\n"
-        "from promptgate import tracking\n"
+        "from promptgate import mlflow_store\n"
         f"uri = 'sqlite:///{database.as_posix()}'\n"
-        "tracking.prepare_in_background(MlflowConfig(), uri)\n"
-        "thread = tracking._preparing[uri]\n"
-        "tracking._wait_for_preparation(uri)  # what log_gate_run does first\n"
+        "mlflow_store.prepare_in_background(MlflowConfig(), uri)\n"
+        "thread = mlflow_store._preparing[uri]\n"
+        "mlflow_store.wait_for_preparation(uri)  # what log_gate_run does first\n"
         f"tables = sqlite3.connect({str(database)!r}).execute(\n"
         "    \"SELECT name FROM sqlite_master WHERE type = 'table'\").fetchall()\n"
-        "print(thread.is_alive(), uri in tracking._preparing, ('alembic_version',) in tables,\n"
+        "print(thread.is_alive(), uri in mlflow_store._preparing, ('alembic_version',) in tables,\n"
         "      ('runs',) in tables)\n"
     )
     assert python_stdout(program).split() == ["False", "False", "True", "True"]
@@ -541,7 +542,7 @@ def test_for_a_tracking_server_only_mlflow_is_imported_in_the_background() -> No
     program = (
         "import sys, threading\n"
         "from promptgate.config import MlflowConfig\n"
-        "from promptgate.tracking import SQL_STORE_MODULE, prepare_in_background\n"
+        "from promptgate.mlflow_store import SQL_STORE_MODULE, prepare_in_background\n"
         "prepare_in_background(MlflowConfig(), 'http://127.0.0.1:5000')\n"
         "for thread in threading.enumerate():\n"
         "    if thread.name.startswith('promptgate-import-'):\n"
