@@ -1,10 +1,11 @@
 """Log a gate run to MLflow: one parent run per gate, one nested child per prompt and version.
 
-    gate #42 ❌                tags, gate params, call and verdict counts, report.json
+    ❌ gate #42                tags, gate params, call and verdict counts, report.json
     ├── a.txt · baseline       params, aggregates, prompt text
-    └── a.txt · candidate ❌   ... plus deltas, CI bounds, prompt-diff.txt, examples.json
+    └── ❌ a.txt · candidate   ... plus deltas, CI bounds, prompt-diff.txt, examples.json
 
-(outside a PR the parent is `gate <base7>..<head7> ❌`).
+(outside a PR the parent is `❌ gate <base7>..<head7>`). The verdict comes first: MLflow's runs
+list cuts long names off on the right.
 Run names are what MLflow's runs list shows first, so they carry the verdict and tell the two
 versions apart at a glance (a prompt's file name, its path where two share one). Metrics are
 rounded to what a reader compares (BLEU 2 decimals, others 4); report.json keeps every digit.
@@ -150,8 +151,8 @@ def _log(
 def _parent_name(report: Report) -> str:
     icon = VERDICT_ICONS[report.verdict]
     if report.pr_number is not None:
-        return f"gate #{report.pr_number} {icon}"
-    return f"gate {report.base.sha[:7]}..{report.head.sha[:7]} {icon}"
+        return f"{icon} gate #{report.pr_number}"
+    return f"{icon} gate {report.base.sha[:7]}..{report.head.sha[:7]}"
 
 
 def _prompt_labels(prompts: Sequence[PromptReport]) -> dict[str, str]:
@@ -164,11 +165,12 @@ def _prompt_labels(prompts: Sequence[PromptReport]) -> dict[str, str]:
 
 
 def _child_name(label: str, evaluation: PromptEvaluation, version: Version) -> str:
-    """`a.txt · baseline`, `a.txt · candidate ❌`: the compared run carries the prompt's verdict."""
+    """`a.txt · baseline`, `❌ a.txt · candidate`: the compared run carries the prompt's verdict,
+    first, where the runs list's narrow name column cannot cut it off."""
     prompt = evaluation.report
     compared = version == _versions(evaluation)[-1]
-    icon = f" {PROMPT_ICONS[prompt.verdict]}" if compared else ""
-    return f"{label} · {version}{icon}"[-_MAX_RUN_NAME:]
+    icon = f"{PROMPT_ICONS[prompt.verdict]} " if compared else ""
+    return f"{icon}{label} · {version}"[:_MAX_RUN_NAME]
 
 
 def _versions(evaluation: PromptEvaluation) -> list[Version]:

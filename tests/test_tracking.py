@@ -214,7 +214,7 @@ def logged(sqlite_store: Path) -> Logged:
 
 def test_each_prompt_version_is_a_child_of_one_gate_run(logged: Logged) -> None:
     assert "mlflow.parentRunId" not in logged.parent.data.tags
-    assert logged.parent.info.run_name == "gate #42 ❌"  # the PR and its verdict, in the list
+    assert logged.parent.info.run_name == "❌ gate #42"  # the verdict and the PR, in the list
     assert logged.parent.info.status == "FINISHED"
     assert sorted(logged.children) == [
         ("prompts/added.txt", "candidate"),
@@ -230,9 +230,9 @@ def test_each_prompt_version_is_a_child_of_one_gate_run(logged: Logged) -> None:
     # The list tells the versions apart by name; the compared run carries the verdict.
     names = {key: run.info.run_name for key, run in logged.children.items()}
     assert names[("prompts/summarize.txt", "baseline")] == "summarize.txt · baseline"
-    assert names[("prompts/summarize.txt", "candidate")] == "summarize.txt · candidate ❌"
-    assert names[("prompts/added.txt", "candidate")] == "added.txt · candidate 🆕"
-    assert names[("prompts/deleted.txt", "baseline")] == "deleted.txt · baseline 🗑️"
+    assert names[("prompts/summarize.txt", "candidate")] == "❌ summarize.txt · candidate"
+    assert names[("prompts/added.txt", "candidate")] == "🆕 added.txt · candidate"
+    assert names[("prompts/deleted.txt", "baseline")] == "🗑️ deleted.txt · baseline"
 
 
 def test_the_info_names_the_store_experiment_and_run(logged: Logged) -> None:
@@ -294,15 +294,15 @@ def test_metrics_are_rounded_for_reading_and_two_prompts_sharing_a_name_keep_the
     info = log_gate_run(report, evaluations, MlflowConfig(tracking_uri=uri, experiment="r"))
     assert info.run_id is not None and info.experiment_id is not None
     client = MlflowClient(tracking_uri=uri)
-    assert client.get_run(info.run_id).info.run_name == "gate 1111111..2222222 ✅"
+    assert client.get_run(info.run_id).info.run_name == "✅ gate 1111111..2222222"
     children = child_runs(client, info.experiment_id, info.run_id)
     assert sorted(run.info.run_name for run in children) == [
         "prompts/a/summarize.txt · baseline",
-        "prompts/a/summarize.txt · candidate ✅",
         "prompts/b/summarize.txt · baseline",
-        "prompts/b/summarize.txt · candidate ✅",
+        "✅ prompts/a/summarize.txt · candidate",
+        "✅ prompts/b/summarize.txt · candidate",
     ]
-    candidate = next(run for run in children if run.info.run_name.endswith("✅"))
+    candidate = next(run for run in children if run.info.run_name.startswith("✅"))
     assert candidate.data.metrics["bleu"] == 33.12
     assert candidate.data.metrics["bleu.delta"] == round(33.12345678 - 35.63574309074793, 2)
 
