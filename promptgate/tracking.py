@@ -18,6 +18,7 @@ only for the duration of the call.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ from promptgate.report.model import MlflowInfo, PromptReport, Report, Usage
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import DatasetInput
 
 Version = Literal["baseline", "candidate"]
 
@@ -316,6 +318,8 @@ def _log_child(
         metrics |= _usage_metrics(usage)
     try:
         _log_batch(client, run_id, params=params, metrics=metrics)
+        if dataset := _dataset_input(evaluation, report.head.sha):
+            client.log_inputs(run_id, datasets=[dataset])
         if text is not None:
             client.log_text(run_id, text, f"prompt/{_file_name(path)}")
         if compared and prompt.diff:
@@ -326,6 +330,25 @@ def _log_child(
         _terminate_quietly(client, run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+def _dataset_input(evaluation: PromptEvaluation, head_sha: str) -> DatasetInput | None:
+    """The eval set both versions ran on, as an MLflow dataset input (the runs list's Dataset
+    column): its path, a digest of its examples, where it came from, how many rows."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    prompt = evaluation.report
+    if not prompt.dataset or not evaluation.examples:
+        return None
+    content = json.dumps([[e.id, e.expected] for e in evaluation.examples], ensure_ascii=False)
+    dataset = Dataset(
+        name=prompt.dataset,
+        digest=hashlib.sha256(content.encode()).hexdigest()[:16],
+        source_type="git",
+        source=json.dumps({"path": prompt.dataset, "commit": head_sha}),
+        profile=json.dumps({"num_rows": len(evaluation.examples)}),
+    )
+    return DatasetInput(dataset=dataset, tags=[InputTag(key="mlflow.data.context", value="eval")])
 
 
 def _rounded(metric: str, value: float | None) -> float | None:

@@ -307,6 +307,22 @@ def test_metrics_are_rounded_for_reading_and_two_prompts_sharing_a_name_keep_the
     assert candidate.data.metrics["bleu.delta"] == round(33.12345678 - 35.63574309074793, 2)
 
 
+def test_each_child_names_the_eval_set_it_ran_on_as_its_dataset_input(logged: Logged) -> None:
+    digests = set()
+    for (path, version), child in logged.children.items():
+        run = logged.client.get_run(child.info.run_id)  # with its inputs
+        (given,) = run.inputs.dataset_inputs
+        assert given.dataset.name == "evals/summarize.jsonl", (path, version)
+        assert json.loads(given.dataset.profile) == {"num_rows": 3}
+        assert json.loads(given.dataset.source) == {
+            "path": "evals/summarize.jsonl",
+            "commit": HEAD_SHA,
+        }
+        assert [(t.key, t.value) for t in given.tags] == [("mlflow.data.context", "eval")]
+        digests.add(given.dataset.digest)
+    assert len(digests) == 1  # the same examples everywhere: one digest
+
+
 def test_a_baseline_child_has_only_its_own_aggregates(logged: Logged) -> None:
     run = logged.children[("prompts/summarize.txt", "baseline")]
     assert run.data.params["prompt.hash"] == "b" * 12
