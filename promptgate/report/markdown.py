@@ -12,8 +12,9 @@ fixed order (see `render_markdown`) and the comment says what it left out.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptgate.report.comment_footer import footer, run_and_calls
@@ -162,19 +163,25 @@ def render_markdown(
         if budget.fits(text):
             return text
 
-    # Fewer examples per prompt: the length grows with the cap, so bisect the largest that fits.
-    low, high = 0, most_examples - 1
-    best: str | None = None
-    while low <= high:
-        cap = (low + high) // 2
-        text = attempt(cap, OUTPUT_CHARS[-1])
-        if budget.fits(text):
-            best, low = text, cap + 1
-        else:
-            high = cap - 1
+    # Fewer examples per prompt.
+    best = _largest_that_fits(most_examples - 1, lambda cap: attempt(cap, OUTPUT_CHARS[-1]), budget)
     if best is not None:
         return best
     return _drop_sections(doc, budget, total_examples)
+
+
+def _largest_that_fits(high: int, render: Callable[[int], str], budget: _Budget) -> str | None:
+    """`render(n)` for the largest n in 0..high whose text fits, or None: the text grows with
+    n, so bisect."""
+    low, best = 0, None
+    while low <= high:
+        middle = (low + high) // 2
+        text = render(middle)
+        if budget.fits(text):
+            best, low = text, middle + 1
+        else:
+            high = middle - 1
+    return best
 
 
 def _drop_sections(doc: _Document, budget: _Budget, total_examples: int) -> str:
@@ -201,17 +208,13 @@ def _drop_sections(doc: _Document, budget: _Budget, total_examples: int) -> str:
         text = doc.assemble(full, trim)
     if budget.fits(text):
         return text
-    # Rows of the summary table: the most that fit (the length grows with them), bisected.
-    low, high = 0, len(prompts)
-    best: str | None = None
-    while low <= high:
-        rows = (low + high) // 2
-        trim.rows_dropped = len(prompts) - rows
-        text = doc.assemble(full, trim, max_rows=rows)
-        if budget.fits(text):
-            best, low = text, rows + 1
-        else:
-            high = rows - 1
+
+    # Rows of the summary table: as many as fit.
+    def with_rows(rows: int) -> str:
+        shown = dataclasses.replace(trim, rows_dropped=len(prompts) - rows)
+        return doc.assemble(full, shown, max_rows=rows)
+
+    best = _largest_that_fits(len(prompts), with_rows, budget)
     if best is not None:
         return best
     # Only a limit smaller than the header and footer gets here.
