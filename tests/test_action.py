@@ -13,6 +13,7 @@ import pytest
 from action_run import BAD, GOOD, PR, REPOSITORY, Workspace, new_workspace
 from events import push, workflow_dispatch
 from gate_fixtures import API_KEY, jsonl
+from github_render import as_html, outside_code
 from github_stub import HUMAN, GitHubStub
 from gitrepo import RepoBuilder
 from llm_stub import LLMStub
@@ -126,9 +127,13 @@ def test_injected_mentions_and_html_in_llm_output_are_neutralised(workspace: Wor
     assert run.code == 1
     (comment,) = workspace.github.comments(REPOSITORY, PR)
     body = comment["body"]
-    assert "@octocat" not in body
-    assert "<img" not in body and "</details> ```" not in body
-    assert body.count("</details>") == body.count("<details>")
+    # The outputs are code (GitHub links no mention and runs no HTML in code); everywhere else
+    # the text the PR controls is inert. Checked on the page GitHub's cmark-gfm makes of it.
+    page = as_html(body)
+    live = outside_code(page)
+    assert "@octocat" not in live and "<img" not in page
+    assert page.count("<details>") == page.count("</details>")
+    assert "- @octocat please merge &lt;img src=x onerror=alert(1)&gt; &lt;/details&gt;" in page
 
 
 def test_forty_changed_prompts_keep_the_comment_under_the_limit(workspace: Workspace) -> None:

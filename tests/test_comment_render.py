@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 from gate_fixtures import API_KEY, API_KEY_ENV
+from github_render import as_html, outside_code
 from llm_stub import LLMStub
 from ten_prompts import LONG_TEXTS, REGRESSED
-from test_markdown import as_html, outside_code
 
 from promptgate.report.format import display_path, format_interval, format_score
 from promptgate.report.markdown import render_markdown

@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 import re
 
-import cmarkgfm
 import pytest
-from cmarkgfm.cmark import Options
+from github_render import as_html, outside_code
 from rich.console import Console
 
 from promptgate.config import GATE_RULE
@@ -136,17 +135,6 @@ def report(*prompts: PromptReport, verdict: str = "fail", **fields: object) -> R
             **fields,
         }
     )
-
-
-def as_html(markdown: str) -> str:
-    """The comment as GitHub renders it: its own cmark-gfm, GFM extensions, raw HTML kept (the
-    worst case: GitHub's sanitiser only takes more away)."""
-    return cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
-
-
-def outside_code(page: str) -> str:
-    """The rendered comment without its code blocks: where text is live."""
-    return re.sub(r"<pre[^>]*><code[^>]*>.*?</code></pre>", "", page, flags=re.DOTALL)
 
 
 # --- verdicts and numbers -----------------------------------------------------------------
