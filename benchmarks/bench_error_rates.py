@@ -163,6 +163,8 @@ class RunResult:
     scores: dict[str, dict[str, dict[str, list[float]]]] = dataclasses.field(default_factory=dict)
     #: with --raw-scores: prompt -> metric -> the standard error its test used
     standard_errors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    #: with --raw-scores: the first prompt's answers, side -> each example's first sample
+    outputs: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 # -- the eval set and the prompts -------------------------------------------------------------
@@ -330,7 +332,13 @@ def _run_one(cell: Cell, run: int) -> RunResult:
         metrics[name] = (m.delta, m.ci_low, m.ci_high, m.status)
     scores: dict[str, dict[str, dict[str, list[float]]]] = {}
     standard_errors: dict[str, dict[str, float]] = {}
+    outputs: dict[str, list[str]] = {}
     if _worker["settings"].raw_scores:
+        first = next(e for e in result.evaluations if e.report.path == prompt_path(0))
+        outputs = {
+            "baseline": [(e.baseline_outputs or [""])[0] for e in first.examples],
+            "candidate": [(e.candidate_outputs or [""])[0] for e in first.examples],
+        }
         for evaluation in result.evaluations:
             path = evaluation.report.path
             scores[path] = {
@@ -353,6 +361,7 @@ def _run_one(cell: Cell, run: int) -> RunResult:
         result.report.calls.requested,
         scores,
         standard_errors,
+        outputs,
     )
 
 
