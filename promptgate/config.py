@@ -309,6 +309,12 @@ class MlflowConfig(Strict):
     tracking_uri: str | None = None
     experiment: str = "promptgate"
     required: bool = False
+    traces: int = Field(
+        default=100,
+        ge=0,
+        description="Examples per prompt version logged as MLflow traces (inputs, output, "
+        "scores as assessments), worst first, for MLflow's Evaluation runs; 0: none.",
+    )
 
 
 def _default_metrics() -> dict[str, MetricConfig]:

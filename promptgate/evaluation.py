@@ -5,6 +5,9 @@ The JSON report keeps aggregates and the top regressions; trackers (MLflow) get 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 from promptgate.report.model import PromptReport, Side
@@ -14,6 +17,7 @@ class ExampleResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
     expected: str
+    inputs: dict[str, Any] = {}  # the example's variables, as the prompt was rendered with them
     baseline_outputs: list[str] | None = None  # k samples; None when the prompt was added
     candidate_outputs: list[str] | None = None  # None when the prompt was deleted
     baseline_scores: dict[str, float] = {}  # metric -> this example's score (mean of samples)
@@ -29,6 +33,11 @@ class ExampleResult(BaseModel):
         if self.candidate_refusal is not None:
             found["candidate"] = self.candidate_refusal
         return found
+
+    def drop(self, thresholds: Mapping[str, float]) -> float:
+        """How far the candidate fell, summed over metrics in units of each one's max_drop
+        (negative: worse); what ranks the worst examples."""
+        return sum(delta / (thresholds.get(name) or 1.0) for name, delta in self.deltas().items())
 
     def deltas(self) -> dict[str, float]:
         return {

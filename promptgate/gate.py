@@ -348,6 +348,7 @@ def _example_results(
             ExampleResult(
                 id=example.id,
                 expected=example.expected,
+                inputs=dict(example.vars),
                 baseline_outputs=outputs.get("baseline"),
                 candidate_outputs=outputs.get("candidate"),
                 baseline_scores={n: float(v[index]) for n, v in scores.get("baseline", {}).items()},
@@ -362,13 +363,10 @@ def _example_results(
 def _top_regressions(examples: list[ExampleResult], config: Config) -> list[ExampleChange]:
     """Examples ranked by their drop, each metric's delta in units of its max_drop."""
 
-    def badness(example: ExampleResult) -> float:
-        return sum(
-            delta / (config.metrics[name].max_drop or 1.0)
-            for name, delta in example.deltas().items()
-        )
-
-    regressed = sorted((e for e in examples if badness(e) < 0), key=badness)
+    thresholds = {name: metric.max_drop for name, metric in config.metrics.items()}
+    regressed = sorted(
+        (e for e in examples if e.drop(thresholds) < 0), key=lambda e: e.drop(thresholds)
+    )
     return [
         ExampleChange(
             id=e.id,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from promptgate.config import MlflowConfig
 from promptgate.errors import CouldNotEvaluate
 from promptgate.evaluation import PromptEvaluation
+from promptgate.mlflow_records import log_example_traces, worst_first
 from promptgate.mlflow_store import (
     check_store_file,
     describe_store_problem,
@@ -141,7 +142,10 @@ def _log(
         for evaluation in evaluations:
             for version in _versions(evaluation):
                 name = _child_name(labels[evaluation.report.path], evaluation, version)
-                _log_child(client, info.experiment_id, parent_id, report, evaluation, version, name)
+                run_id = _log_child(
+                    client, info.experiment_id, parent_id, report, evaluation, version, name
+                )
+                _log_traces(uri, info.experiment_id, run_id, evaluation, version, settings)
         filled = report.model_copy(update={"mlflow": info.model_copy()})
         client.log_text(parent_id, filled.model_dump_json(indent=2), REPORT_ARTIFACT)
     except BaseException:
@@ -266,7 +270,7 @@ def _log_child(
     evaluation: PromptEvaluation,
     version: Version,
     run_name: str,
-) -> None:
+) -> str:
     prompt = evaluation.report
     path = (prompt.old_path or prompt.path) if version == "baseline" else prompt.path
     text = evaluation.baseline_text if version == "baseline" else evaluation.candidate_text
@@ -330,6 +334,24 @@ def _log_child(
         _terminate_quietly(client, run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _log_traces(
+    uri: str,
+    experiment_id: str,
+    run_id: str,
+    evaluation: PromptEvaluation,
+    version: Version,
+    settings: MlflowConfig,
+) -> None:
+    """Up to `mlflow.traces` of the version's examples as traces of its run, worst first."""
+    if settings.traces == 0 or not evaluation.examples:
+        return
+    thresholds = {name: m.threshold for name, m in evaluation.report.metrics.items()}
+    shown = worst_first(evaluation.examples, thresholds)[: settings.traces]
+    name = PurePosixPath(evaluation.report.path).name
+    log_example_traces(uri, experiment_id, run_id, name, version, shown)
 
 
 def _dataset_input(evaluation: PromptEvaluation, head_sha: str) -> DatasetInput | None:

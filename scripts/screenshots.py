@@ -1,5 +1,5 @@
 """Re-take the README's screenshots: the PR comment as GitHub renders it, and the gate's runs in
-MLflow's own UI.
+MLflow's own UI (the runs list, and Evaluation runs comparing a prompt's two versions).
 
     python scripts/screenshots.py [--out docs/images]
 
@@ -96,6 +96,20 @@ def main() -> None:
             info = run.report.mlflow
             runs = f"{server.uri}/#/experiments/{info.experiment_id}/runs"
             screenshot(runs, args.out / "mlflow-runs.png", 1400, 900, wait_ms=15000)
+            # Evaluation runs, a regressed prompt's candidate compared with its baseline.
+            from mlflow import MlflowClient
+
+            children = MlflowClient(server.uri).search_runs(
+                [info.experiment_id],
+                filter_string=f"tags.`mlflow.parentRunId` = '{info.run_id}' "
+                "and tags.`promptgate.prompt` = 'prompts/billing.txt'",
+            )
+            ids = {child.data.tags["promptgate.version"]: child.info.run_id for child in children}
+            compare = (
+                f"{server.uri}/#/experiments/{info.experiment_id}/evaluation-runs"
+                f"?selectedRunUuid={ids['candidate']}&compareToRunUuid={ids['baseline']}"
+            )
+            screenshot(compare, args.out / "mlflow-evaluation.png", 1800, 1000, wait_ms=20000)
 
 
 if __name__ == "__main__":

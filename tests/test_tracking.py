@@ -323,6 +323,56 @@ def test_each_child_names_the_eval_set_it_ran_on_as_its_dataset_input(logged: Lo
     assert len(digests) == 1  # the same examples everywhere: one digest
 
 
+def test_each_version_s_answers_are_traces_of_its_run_with_scores_as_assessments(
+    logged: Logged,
+) -> None:
+    """What MLflow 3's GenAI pages read: traces linked to a run ("Evaluation runs" lists it,
+    and comparing the two versions' runs pairs their answers to each example)."""
+    experiment = logged.info.experiment_id or ""
+    for version, output, score in (
+        ("baseline", "old output", 40.0),
+        ("candidate", "new output", 30.0),
+    ):
+        run = logged.children[("prompts/summarize.txt", version)]
+        traces = logged.client.search_traces(locations=[experiment], run_id=run.info.run_id)
+        assert len(traces) == 3, version
+        for trace in traces:
+            example = trace.info.tags["promptgate.example"]
+            index = int(example.removeprefix("ex-"))
+            assert json.loads(trace.info.request_preview or "") == {"example": example}
+            assert json.loads(trace.info.response_preview or "") == {"output": f"{output} {index}"}
+            assert trace.info.tags["promptgate.version"] == version
+            assert trace.info.tags["mlflow.traceName"] == "summarize.txt"
+            assert {(a.name, a.value) for a in trace.info.assessments} == {("bleu", score + index)}
+            (span,) = trace.data.spans
+            assert span.outputs == {"output": f"{output} {index}"}
+
+
+def test_traces_are_capped_per_version_worst_first(sqlite_store: Path) -> None:
+    uri = f"sqlite:///{sqlite_store}/capped.db"
+    evaluations = four_kinds_of_change()
+    worst = evaluations[0].examples[2]
+    worst.candidate_scores = {"bleu": 0.0}  # the biggest drop of the three
+    info = log_gate_run(
+        gate_report(evaluations), evaluations, MlflowConfig(tracking_uri=uri, traces=1)
+    )
+    assert info.warning is None and info.experiment_id is not None and info.run_id is not None
+    client = MlflowClient(tracking_uri=uri)
+    candidate = next(
+        run
+        for run in child_runs(client, info.experiment_id, info.run_id)
+        if run.data.tags["promptgate.prompt"] == "prompts/summarize.txt"
+        and run.data.tags["promptgate.version"] == "candidate"
+    )
+    (trace,) = client.search_traces(locations=[info.experiment_id], run_id=candidate.info.run_id)
+    assert trace.info.tags["promptgate.example"] == worst.id
+    off = log_gate_run(
+        gate_report(evaluations), evaluations, MlflowConfig(tracking_uri=uri, traces=0)
+    )
+    assert off.experiment_id is not None
+    assert len(client.search_traces(locations=[off.experiment_id])) == 6  # one a child, first run
+
+
 def test_a_baseline_child_has_only_its_own_aggregates(logged: Logged) -> None:
     run = logged.children[("prompts/summarize.txt", "baseline")]
     assert run.data.params["prompt.hash"] == "b" * 12
