@@ -44,6 +44,7 @@ from promptgate.mlflow_store import (
     run_url,
     wait_for_preparation,
 )
+from promptgate.registry_link import link_registered_version
 from promptgate.report.format import PROMPT_ICONS, VERDICT_ICONS, decimals
 from promptgate.report.model import MlflowInfo, PromptReport, Report, Usage
 
@@ -324,6 +325,8 @@ def _log_child(
         _log_batch(client, run_id, params=params, metrics=metrics)
         if dataset := _dataset_input(evaluation, report.head.sha):
             client.log_inputs(run_id, datasets=[dataset])
+        text_hash = prompt.baseline_hash if version == "baseline" else prompt.candidate_hash
+        link_registered_version(client, run_id, path, text_hash)
         if text is not None:
             client.log_text(run_id, text, f"prompt/{_file_name(path)}")
         if compared and prompt.diff:

@@ -373,6 +373,31 @@ def test_traces_are_capped_per_version_worst_first(sqlite_store: Path) -> None:
     assert len(client.search_traces(locations=[off.experiment_id])) == 6  # one a child, first run
 
 
+def test_a_run_is_linked_to_the_registered_version_holding_its_text(sqlite_store: Path) -> None:
+    """The default branch's text is in the Prompt Registry (registry.py tags each version with
+    its text's hash): the baseline run that ran it links to that version; the candidate's new
+    text has no version yet, and links nothing."""
+    uri = f"sqlite:///{sqlite_store}/linked.db"
+    client = MlflowClient(tracking_uri=uri)
+    registered = client.register_prompt(
+        "prompts.summarize.txt", "baseline text", tags={"promptgate.prompt_hash": "b" * 12}
+    )
+    evaluations = four_kinds_of_change()
+    info = log_gate_run(
+        gate_report(evaluations), evaluations, MlflowConfig(tracking_uri=uri, traces=0)
+    )
+    assert info.warning is None and info.experiment_id is not None and info.run_id is not None
+    runs = {
+        (run.data.tags["promptgate.prompt"], run.data.tags["promptgate.version"]): run
+        for run in child_runs(client, info.experiment_id, info.run_id)
+    }
+    baseline = client.get_run(runs[("prompts/summarize.txt", "baseline")].info.run_id)
+    linked = json.loads(baseline.data.tags["mlflow.linkedPrompts"])
+    assert linked == [{"name": "prompts.summarize.txt", "version": str(registered.version)}]
+    candidate = client.get_run(runs[("prompts/summarize.txt", "candidate")].info.run_id)
+    assert "mlflow.linkedPrompts" not in candidate.data.tags
+
+
 def test_a_baseline_child_has_only_its_own_aggregates(logged: Logged) -> None:
     run = logged.children[("prompts/summarize.txt", "baseline")]
     assert run.data.params["prompt.hash"] == "b" * 12
