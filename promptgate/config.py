@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import urllib.parse
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -309,6 +310,23 @@ class MlflowConfig(Strict):
     tracking_uri: str | None = None
     experiment: str = "promptgate"
     required: bool = False
+    ui_url: str | None = Field(
+        default=None,
+        description="An MLflow UI serving this store (e.g. https://mlflow.example.com), for the "
+        "run link in the comment when the tracking URI is not that UI's own http(s) address.",
+    )
+
+    @field_validator("ui_url")
+    @classmethod
+    def _an_http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"{url!r} is not an http(s) URL such as https://mlflow.example.com"
+                )
+        return url
+
     traces: int = Field(
         default=100,
         ge=0,

@@ -132,11 +132,13 @@ def redact_uri(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
-def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
-    """The MLflow UI page of a run, for an http(s) tracking server; None for other stores."""
-    if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+def run_url(uri: str, experiment_id: str, run_id: str, ui_url: str | None = None) -> str | None:
+    """The MLflow UI page of a run: under `ui_url` (`mlflow.ui_url`, a UI serving this store)
+    when given, else under an http(s) tracking server; None for a store with no UI known."""
+    base = ui_url or (uri if urllib.parse.urlsplit(uri).scheme in ("http", "https") else None)
+    if base is None:
         return None
-    return f"{redact_uri(uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{redact_uri(base).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 @contextmanager

@@ -134,7 +134,7 @@ def _log(
     )
     parent_id: str = parent.info.run_id
     info.run_id = parent_id
-    info.url = run_url(uri, info.experiment_id, parent_id)
+    info.url = run_url(uri, info.experiment_id, parent_id, settings.ui_url)
     try:
         _log_batch(
             client, parent_id, params=_parent_params(report), metrics=_parent_metrics(report)

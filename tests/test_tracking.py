@@ -398,6 +398,18 @@ def test_a_run_is_linked_to_the_registered_version_holding_its_text(sqlite_store
     assert "mlflow.linkedPrompts" not in candidate.data.tags
 
 
+def test_a_ui_url_gives_a_local_store_s_run_a_link(sqlite_store: Path) -> None:
+    uri = f"sqlite:///{sqlite_store}/ui.db"
+    evaluations = four_kinds_of_change()[:1]
+    settings = MlflowConfig(tracking_uri=uri, ui_url="https://mlflow.example.com/", traces=0)
+    info = log_gate_run(gate_report(evaluations), evaluations, settings)
+    assert info.url == (
+        f"https://mlflow.example.com/#/experiments/{info.experiment_id}/runs/{info.run_id}"
+    )
+    with pytest.raises(ValueError, match="is not an http"):
+        MlflowConfig(ui_url="file:///tmp/mlflow")
+
+
 def test_a_baseline_child_has_only_its_own_aggregates(logged: Logged) -> None:
     run = logged.children[("prompts/summarize.txt", "baseline")]
     assert run.data.params["prompt.hash"] == "b" * 12
