@@ -141,7 +141,7 @@ def _gate(env: Mapping[str, str], commands: WorkflowCommands, inputs: ActionInpu
     summary_path = env.get("GITHUB_STEP_SUMMARY")
     if summary_path and not append_summary(
         Path(summary_path),
-        lambda room: render_markdown(report, max_bytes=room),
+        lambda room: render_markdown(report, max_bytes=room, alerts=False),
         max_bytes=SUMMARY_LIMIT,
     ):
         commands.warning(

@@ -283,6 +283,11 @@ def test_a_pr_cannot_rename_the_override_label_to_one_it_already_has(
     report = json.loads((workspace.builder.root / run.outputs["report-path"]).read_text())
     assert report["override"] is None and report["config_changed"]
     assert workspace.github.requests_to("/events") == []
+    # The PR comment calls it out with GitHub's alert block; the job summary with a label.
+    (comment,) = workspace.github.comments(REPOSITORY, PR)
+    assert "> [!WARNING]\n> This PR changes the gate config." in comment["body"]
+    assert "> **Warning:** This PR changes the gate config." in run.summary
+    assert "[!WARNING]" not in run.summary
 
 
 def test_an_error_is_never_overridden(workspace: Workspace) -> None:

@@ -202,9 +202,12 @@ def test_an_added_prompt_has_no_baseline_numbers() -> None:
 
 def test_a_config_change_is_called_out() -> None:
     text = render_markdown(report(prompt(), config_changed=True))
-    assert "> [!WARNING]" in text
-    assert "changes the gate config" in text
+    assert "> [!WARNING]\n> This PR changes the gate config." in text
     assert "changes the gate config" not in render_markdown(report(prompt()))
+    # Where GitHub's alert blocks are not promised (the job summary): a bold label instead.
+    summary = render_markdown(report(prompt(), config_changed=True), alerts=False)
+    assert "> **Warning:** This PR changes the gate config." in summary
+    assert "[!" not in summary
 
 
 def test_notes_errors_run_link_calls_and_footer_appear() -> None:

@@ -31,7 +31,16 @@ def display_order(prompts: Sequence[PromptReport]) -> list[PromptReport]:
     return sorted(prompts, key=lambda p: (VERDICT_ORDER[p.verdict], display_path(p)))
 
 
-def header(report: Report, heading: str, ci_label: str, max_rows: int | None = None) -> str:
+def header(
+    report: Report,
+    heading: str,
+    ci_label: str,
+    max_rows: int | None = None,
+    *,
+    alerts: bool = True,
+) -> str:
+    """`alerts`: GitHub's alert blocks (`> [!WARNING]`), which PR comments render; elsewhere
+    (the job summary) a bold label in a plain quote says the same."""
     lines = [
         MARKER,
         f"## {VERDICT_ICONS[report.verdict]} {heading}: {VERDICT_WORDS[report.verdict]}"
@@ -47,7 +56,7 @@ def header(report: Report, heading: str, ci_label: str, max_rows: int | None = N
         + ("" if stopped_early(report) else f" · {_prompt_counts(report.prompts)}"),
     ]
     if report.override:
-        lines += ["", *_override_note(report.override)]
+        lines += ["", *_override_note(report.override, alerts)]
     if report.config_changed:
         source = report.gate.config_source if report.gate else None
         when = (
@@ -55,7 +64,7 @@ def header(report: Report, heading: str, ci_label: str, max_rows: int | None = N
             if source == "base"
             else ""
         )
-        lines += ["", "> [!WARNING]", f"> This PR changes the gate config.{when}"]
+        lines += ["", *_alert("WARNING", f"This PR changes the gate config.{when}", alerts)]
         if report.config_changes:
             lines += ["", _config_changes_table(report)]
     if report.errors:
@@ -136,21 +145,29 @@ def _prompt_counts(prompts: Sequence[PromptReport]) -> str:
     return f"{len(prompts)} {noun}: " + ", ".join(parts)
 
 
-def _override_note(override: Override) -> list[str]:
+def _alert(kind: str, text: str, alerts: bool) -> list[str]:
+    if alerts:
+        return [f"> [!{kind}]", f"> {text}"]
+    return [f"> **{kind.capitalize()}:** {text}"]
+
+
+def _override_note(override: Override, alerts: bool) -> list[str]:
     label = escape.inline(override.label, 60)
     if override.accepted:
         when = f" at {escape.inline(override.applied_at, 40)}" if override.applied_at else ""
-        return [
-            "> [!CAUTION]",
-            f"> **Regression accepted** by {escape.inline('@' + (override.actor or '?'), 60)} "
+        return _alert(
+            "CAUTION",
+            f"**Regression accepted** by {escape.inline('@' + (override.actor or '?'), 60)} "
             f"({escape.inline(override.permission or '?', 20)} access) with the label "
             f"“{label}”{when}. The verdict stays *fail* and is recorded; the check passes. "
             "Remove the label to gate again.",
-        ]
-    return [
-        "> [!WARNING]",
-        f"> The label “{label}” was not honoured: {escape.inline(override.reason or '', 400)}",
-    ]
+            alerts,
+        )
+    return _alert(
+        "WARNING",
+        f"The label “{label}” was not honoured: {escape.inline(override.reason or '', 400)}",
+        alerts,
+    )
 
 
 def _config_changes_table(report: Report) -> str:

@@ -58,9 +58,10 @@ class _Trim:
 
 
 class _Document:
-    def __init__(self, report: Report, heading: str) -> None:
+    def __init__(self, report: Report, heading: str, alerts: bool) -> None:
         self.report = report
         self.heading = heading
+        self.alerts = alerts
         self.prompts = display_order(report.prompts)
         self.bottom = run_and_calls(report) + "\n\n" + footer(report)
         self.ci_label = confidence_label(report)
@@ -77,7 +78,7 @@ class _Document:
     ) -> str:
         """The comment with `sections` (display order; None: left out) and at most `max_rows`
         rows of the summary table."""
-        blocks = [header(self.report, self.heading, self.ci_label, max_rows)]
+        blocks = [header(self.report, self.heading, self.ci_label, max_rows, alerts=self.alerts)]
         note = trim.note(self.has_run)
         if note:
             blocks.append(note)
@@ -135,9 +136,11 @@ def render_markdown(
     max_chars: int = 65_000,
     max_bytes: int | None = None,
     heading: str = "promptgate",
+    alerts: bool = True,
 ) -> str:
     """The report as GitHub Markdown, at most `max_chars` characters, or, when `max_bytes` is
-    given, at most that many bytes of UTF-8 instead.
+    given, at most that many bytes of UTF-8 instead. `alerts`: GitHub's alert blocks, for a PR
+    comment; without, a bold label (the job summary, where GitHub does not promise them).
 
     When the full report is too long, detail goes in this order: example outputs are shortened,
     then worst examples dropped (the same number per prompt, from the bottom of each list),
@@ -146,7 +149,7 @@ def render_markdown(
     trimmed.
     """
     budget = _Budget(max_chars) if max_bytes is None else _Budget(max_bytes, in_bytes=True)
-    doc = _Document(report, heading)
+    doc = _Document(report, heading, alerts)
     prompts = doc.prompts
     total_examples = sum(len(p.top_regressions) for p in prompts)
     most_examples = max((len(p.top_regressions) for p in prompts), default=0)
