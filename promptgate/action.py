@@ -282,7 +282,7 @@ def _register_merged_prompts(
     (README "Prompt Registry"). The gate's exit code, or 3 when a required registry failed."""
     if not event.pushed_default_branch:
         return int(result.exit_code)
-    from promptgate.registry import register_merged_prompts
+    from promptgate.registry.register import register_merged_prompts
 
     try:
         outcome = register_merged_prompts(

@@ -290,16 +290,20 @@ def registry(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the versions of a prompt in MLflow's Prompt Registry, or the registered prompts."""
-    from promptgate import registry as prompt_registry
+    from promptgate.registry.read import (
+        list_prompt_versions,
+        list_registered_prompts,
+        mlflow_settings,
+        store_label,
+    )
+    from promptgate.registry.show import print_prompts, print_versions
 
     try:
-        settings = prompt_registry.mlflow_settings(config)
+        settings = mlflow_settings(config)
         if prompt is None:
-            prompts = prompt_registry.list_registered_prompts(settings, mlflow_tracking_uri)
+            prompts = list_registered_prompts(settings, mlflow_tracking_uri)
         else:
-            name, versions = prompt_registry.list_prompt_versions(
-                prompt, settings, mlflow_tracking_uri
-            )
+            name, versions = list_prompt_versions(prompt, settings, mlflow_tracking_uri)
     except GateError as exc:
         raise typer.Exit(_report_error(exc)) from exc
     if as_json:
@@ -307,10 +311,10 @@ def registry(
         sys.stdout.write(json.dumps([item.model_dump(mode="json") for item in shown], indent=2))
         sys.stdout.write("\n")
     elif prompt is None:
-        where = prompt_registry.store_label(settings, mlflow_tracking_uri)
-        prompt_registry.print_prompts(out, prompts, where)
+        where = store_label(settings, mlflow_tracking_uri)
+        print_prompts(out, prompts, where)
     else:
-        prompt_registry.print_versions(out, name, versions)
+        print_versions(out, name, versions)
 
 
 def main() -> None:

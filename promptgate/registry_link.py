@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from promptgate.registry import PROMPT_HASH_TAG, prompt_name
+from promptgate.registry.names import PROMPT_HASH_TAG, prompt_name
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

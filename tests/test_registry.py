@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from promptgate.action import main as action_main
 from promptgate.cli import app
-from promptgate.registry import prompt_name
+from promptgate.registry.names import prompt_name
 from promptgate.report.model import Report
 
 REPOSITORY = "acme/prompts"
