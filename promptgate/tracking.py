@@ -44,7 +44,7 @@ from promptgate.mlflow_store import (
     run_url,
     wait_for_preparation,
 )
-from promptgate.registry_link import link_registered_version
+from promptgate.registry.link import link_registered_version
 from promptgate.report.format import PROMPT_ICONS, VERDICT_ICONS, decimals
 from promptgate.report.model import MlflowInfo, PromptReport, Report, Usage
 

@@ -246,6 +246,35 @@ def test_a_version_carries_the_text_commit_gate_run_and_verdicts(history: Histor
     assert first.mlflow.run_id and history.client.get_run(first.mlflow.run_id)
 
 
+def test_the_gate_runs_link_to_the_versions_their_texts_are(history: History) -> None:
+    """The merge's candidate run is linked to the version registering it made; the next gate's
+    baseline run, which ran that text again, is linked to the same version."""
+    first = history.runs["first"].report.mlflow
+    assert first.run_id and first.experiment_id
+    linked = {
+        (run.data.tags["promptgate.prompt"], run.data.tags["promptgate.version"]): json.loads(
+            run.data.tags.get("mlflow.linkedPrompts", "[]")
+        )
+        for run in history.client.search_runs(
+            [first.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{first.run_id}'"
+        )
+    }
+    version_1 = [{"name": "prompts.summarize.txt", "version": "1"}]
+    assert linked[("prompts/summarize.txt", "candidate")] == version_1
+    assert linked[("prompts/summarize.txt", "baseline")] == []  # its text was never registered
+    second = history.runs["second"].report.mlflow
+    assert second.run_id
+    (baseline,) = [
+        run
+        for run in history.client.search_runs(
+            [first.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{second.run_id}'"
+        )
+        if run.data.tags["promptgate.prompt"] == "prompts/summarize.txt"
+        and run.data.tags["promptgate.version"] == "baseline"
+    ]
+    assert json.loads(baseline.data.tags["mlflow.linkedPrompts"]) == version_1
+
+
 def test_a_prompt_yml_file_is_a_chat_prompt_with_the_files_model_settings(
     history: History,
 ) -> None:

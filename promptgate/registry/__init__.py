@@ -20,5 +20,6 @@ read from the environment are changed only for the duration of a call. A failure
 unless `mlflow.required` is set (DESIGN.md "Exit codes").
 
 names.py: prompt names and tags; model.py: what the commands return; register.py: recording
-what was merged; read.py: listing what is registered; show.py: printing it.
+what was merged; link.py: gate runs linked to the versions they ran; read.py: listing what is
+registered; show.py: printing it.
 """

@@ -23,6 +23,7 @@ from promptgate.mlflow_store import (
 )
 from promptgate.prompts import is_prompt_yaml, parse_prompt
 from promptgate.registry.common import find_prompt, latest_version
+from promptgate.registry.link import link_gate_run
 from promptgate.registry.model import Action, RegisteredPrompt, RegistryOutcome
 from promptgate.registry.names import (
     ALIAS,
@@ -166,6 +167,7 @@ def _register(
         ):
             _clear_departure_tags(client, name, existing.tags)
             client.set_prompt_alias(name, ALIAS, int(latest.version))
+            link_gate_run(client, report, prompt.path, latest)
             return RegisteredPrompt(
                 path=prompt.path, name=name, action="unchanged", version=int(latest.version)
             )
@@ -199,6 +201,7 @@ def _register(
     if existing is not None:
         _clear_departure_tags(client, name, existing.tags)
     client.set_prompt_alias(name, ALIAS, int(version.version))
+    link_gate_run(client, report, prompt.path, version)
     return RegisteredPrompt(
         path=prompt.path, name=name, action="registered", version=int(version.version)
     )
