@@ -5,7 +5,7 @@ The JSON report keeps aggregates and the top regressions; trackers (MLflow) get 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -64,3 +64,11 @@ class PromptEvaluation(BaseModel):
     examples: list[ExampleResult] = []
     # "baseline" / "candidate" -> what that version ran with; trackers log it as params.
     generation: dict[str, GenerationSettings] = {}
+
+
+def worst_first(
+    examples: Sequence[ExampleResult], thresholds: Mapping[str, float]
+) -> list[ExampleResult]:
+    """The examples, the biggest drop (in units of each metric's max_drop) first."""
+    drops = {id(example): example.drop(thresholds) for example in examples}
+    return sorted(examples, key=lambda example: drops[id(example)])

@@ -14,7 +14,12 @@ from promptgate.config import Config
 from promptgate.dataset import Example
 from promptgate.error_control import control_pr_errors
 from promptgate.errors import ExitCode
-from promptgate.evaluation import ExampleResult, GenerationSettings, PromptEvaluation
+from promptgate.evaluation import (
+    ExampleResult,
+    GenerationSettings,
+    PromptEvaluation,
+    worst_first,
+)
 from promptgate.gate_config import GateConfig, load_gate_config
 from promptgate.generation import Generation, ProgressStart, plan_slots
 from promptgate.mlflow_store import prepare_in_background, resolve_tracking_uri
@@ -364,9 +369,7 @@ def _top_regressions(examples: list[ExampleResult], config: Config) -> list[Exam
     """Examples ranked by their drop, each metric's delta in units of its max_drop."""
 
     thresholds = {name: metric.max_drop for name, metric in config.metrics.items()}
-    regressed = sorted(
-        (e for e in examples if e.drop(thresholds) < 0), key=lambda e: e.drop(thresholds)
-    )
+    regressed = [e for e in worst_first(examples, thresholds) if e.drop(thresholds) < 0]
     return [
         ExampleChange(
             id=e.id,

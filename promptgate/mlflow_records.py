@@ -15,7 +15,7 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from promptgate.evaluation import ExampleResult
@@ -26,13 +26,6 @@ if TYPE_CHECKING:
 
 SOURCE_ID = "promptgate"
 PREVIEW_CHARS = 1000
-
-
-def worst_first(
-    examples: Sequence[ExampleResult], thresholds: Mapping[str, float]
-) -> list[ExampleResult]:
-    """The examples, the biggest drop (in units of each metric's max_drop) first."""
-    return sorted(examples, key=lambda example: example.drop(thresholds))
 
 
 def log_example_traces(

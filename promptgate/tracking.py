@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promptgate.config import MlflowConfig
 from promptgate.errors import CouldNotEvaluate
-from promptgate.evaluation import PromptEvaluation
-from promptgate.mlflow_records import log_example_traces, worst_first
+from promptgate.evaluation import PromptEvaluation, worst_first
+from promptgate.mlflow_records import log_example_traces
 from promptgate.mlflow_store import (
     check_store_file,
     describe_store_problem,
