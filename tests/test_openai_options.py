@@ -266,7 +266,7 @@ def test_the_seed_is_sent_and_a_new_seed_is_a_new_answer_not_a_cached_one(
         seeds = {request.body["seed"] for request in stub.requests}
         config = repo.builder.root / "promptgate.yaml"
         repo.builder.checkout("main")
-        repo.builder.commit({"promptgate.yaml": config.read_text().replace("42", "43")})
+        repo.builder.commit({"promptgate.yaml": config.read_text().replace("seed: 42", "seed: 43")})
         repo.builder.checkout("pr")
         repo.builder.commit({"prompts/a.txt": BAD + "\n"})
         reseeded = repo.gate()
