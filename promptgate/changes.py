@@ -1,6 +1,8 @@
 """Which prompt files a change touches, between merge-base(base, head) and head, read from git.
 
 Text always comes from git objects, never the work tree, so what is judged is what was committed.
+A local run that judges uncommitted edits commits them first, as an object no ref points to
+(worktree.py); a first commit, with nothing before it, is compared with git's empty tree.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from promptgate.errors import BadInput, CouldNotEvaluate
 from promptgate.report.model import ChangeKind
 
 FETCH_TIMEOUT_S = 120
+#: git's empty tree: the "base" of a head with no commit before it (`has_base` is False)
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+NO_BASE_REF = "(no base)"
 #: Largest prompt or eval-set file read (a PR could commit any size).
 MAX_FILE_BYTES = 64 * 2**20
 
@@ -41,6 +46,17 @@ class GitRange:
     base_sha: str
     head_sha: str
     merge_base_sha: str
+    #: the commit a working-tree head sits on (worktree.py); None when the head is a commit
+    work_tree_on: str | None = None
+
+    @property
+    def has_base(self) -> bool:
+        return self.base_sha != EMPTY_TREE
+
+    @property
+    def shown_head_sha(self) -> str:
+        """The head's commit as reports name it: for the working tree, the HEAD it sits on."""
+        return self.work_tree_on or self.head_sha
 
     def read(self, sha: str, path: str) -> str | None:
         """The file's text at a commit, or None when it does not exist there.
@@ -48,6 +64,8 @@ class GitRange:
         Only a regular committed file is read. A submodule (gitlink), a symbolic link or a
         directory at `path` is bad input: a link's target is never followed, so nothing outside
         the commit (or the repository) can be reached through one."""
+        if sha == EMPTY_TREE:
+            return None
         try:
             entry = self.repo.commit(sha).tree / path
         except KeyError:
@@ -67,6 +85,8 @@ class GitRange:
 
     def blob_id(self, sha: str, path: str) -> str | None:
         """The object id at `path` (a submodule's commit id for a gitlink), None when absent."""
+        if sha == EMPTY_TREE:
+            return None
         try:
             return str((self.repo.commit(sha).tree / path).hexsha)
         except KeyError:
@@ -123,12 +143,21 @@ def default_base(repo: git.Repo) -> str:
 
 
 def resolve_range(repo: git.Repo, base: str | None, head: str | None) -> GitRange:
+    """The range to judge. Without `--base`, a head with no commit before it (a new
+    repository's first commit) and no upstream branch has no base: every prompt is new."""
     base_ref = base or default_base(repo)
     head_ref = head or "HEAD"
     head_sha = _resolve(repo, head_ref, "--head")
+    if base is None and base_ref == "HEAD~1" and _is_first_commit(repo, "HEAD"):
+        return GitRange(repo, NO_BASE_REF, head_ref, EMPTY_TREE, head_sha, EMPTY_TREE)
     base_sha = _resolve(repo, base_ref, "--base")
     merge_base = _merge_base(repo, base_sha, head_sha)
     return GitRange(repo, base_ref, head_ref, base_sha, head_sha, merge_base)
+
+
+def _is_first_commit(repo: git.Repo, ref: str) -> bool:
+    """No commit before `ref` in a complete clone (a shallow one only lacks its history)."""
+    return not repo.commit(ref).parents and not _is_shallow(repo)
 
 
 def _resolve(repo: git.Repo, ref: str, flag: str) -> str:
@@ -262,7 +291,7 @@ def _eval_set_users(
     from promptgate.plan import dataset_path_for  # plan.py imports this module
 
     users = []
-    for path in _paths_at(rng, rng.head_sha):
+    for path in paths_at(rng, rng.head_sha):
         spec = spec_for(path, specs)
         if spec is None or spec.dataset is None or path in reported:
             continue
@@ -275,7 +304,7 @@ def _eval_set_users(
     return users
 
 
-def _paths_at(rng: GitRange, sha: str) -> list[str]:
+def paths_at(rng: GitRange, sha: str) -> list[str]:
     """Every file path in the commit's tree, sorted."""
     return sorted(p for p in rng.repo.git.ls_tree("-r", "--name-only", "-z", sha).split("\0") if p)
 
@@ -301,7 +330,7 @@ def _classify(status: str, old: str, new: str, specs: list[PromptSpec]) -> list[
 def all_prompts(rng: GitRange, specs: list[PromptSpec]) -> list[PromptChange]:
     """Every configured prompt at head (`--all`), each compared with its merge-base text."""
     selected = []
-    for path in _paths_at(rng, rng.head_sha):
+    for path in paths_at(rng, rng.head_sha):
         spec = spec_for(path, specs)
         if spec is None:
             continue

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from promptgate.errors import ExitCode, GateError
+from promptgate.errors import BadInput, ExitCode, GateError
 from promptgate.report.escape import terminal
 from promptgate.request import GateRequest
 
@@ -63,8 +63,34 @@ def run(
     shard_dir: Annotated[
         Path, typer.Option(help="With --shard: where the slice's answers and manifest go.")
     ] = Path(".promptgate/shard"),
+    worktree: Annotated[
+        bool,
+        typer.Option(
+            "--worktree",
+            help="Judge the working tree (uncommitted edits, untracked prompts) as the head. "
+            "Outside CI this is the default when such files exist and --head is not given.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Judge only each eval set's first N examples (a partial run)."),
+    ] = None,
+    examples: Annotated[
+        str | None,
+        typer.Option(help="Judge only these example ids, comma-separated (a partial run)."),
+    ] = None,
 ) -> None:
-    """Judge the prompt files changed between merge-base(base, head) and head."""
+    """Judge the prompt files changed between merge-base(base, head) and head.
+
+    Outside CI, without --head, uncommitted changes to the prompts, eval sets or config the
+    gate reads are judged too (the head is then the working tree); --head HEAD judges the last
+    commit alone."""
+    from promptgate.worktree import is_ci
+
+    example_ids = tuple(i.strip() for i in (examples or "").split(",") if i.strip())
+    problem = _local_only_problem(worktree=worktree, head=head, partial=bool(limit or example_ids))
+    if problem:
+        raise typer.Exit(_report_error(BadInput(problem)))
     request = GateRequest(
         repo=repo,
         base=base,
@@ -76,10 +102,42 @@ def run(
         use_cache=not no_cache,
         cache_path=cache_path,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        work_tree="always" if worktree else "never" if head or is_ci() else "if-uncommitted",
+        limit=limit,
+        example_ids=example_ids,
     )
     if shard is not None:
-        raise typer.Exit(_run_shard(request, shard, shard_dir))
+        if request.partial or worktree:
+            raise typer.Exit(
+                _report_error(
+                    BadInput(
+                        "--shard judges commits in full: drop --worktree, --limit and --examples"
+                    )
+                )
+            )
+        raise typer.Exit(
+            _run_shard(request.model_copy(update={"work_tree": "never"}), shard, shard_dir)
+        )
     raise typer.Exit(execute(request))
+
+
+def _local_only_problem(*, worktree: bool, head: str | None, partial: bool) -> str | None:
+    """What a CI run may not ask for: its verdict is about commits, judged in full."""
+    from promptgate.worktree import is_ci
+
+    if worktree and head:
+        return "--worktree judges the working tree as the head: drop --head (or --worktree)"
+    if worktree and is_ci():
+        return (
+            "--worktree judges files no commit holds, and this is a CI run (CI is set), whose "
+            "verdict must be about commits: commit the files, or run it on your machine"
+        )
+    if partial and is_ci():
+        return (
+            "--limit and --examples judge a subset, and this is a CI run (CI is set): a partial "
+            "run is a look while editing, never a verdict for CI; drop them"
+        )
+    return None
 
 
 def _run_shard(request: GateRequest, shard_text: str, directory: Path) -> int:
@@ -144,19 +202,22 @@ def merge(
 
 
 def execute(request: GateRequest, console: Console = out) -> int:
-    """Run the gate and print its summary; every failure ends in a report and an exit code."""
-    from promptgate.gate import error_report, run_gate, write_reports
-    from promptgate.report.terminal import print_summary
+    """Run the gate and print its summary; every failure ends in a report and an exit code.
+    The verdict is printed as soon as it is known; logging to MLflow follows."""
+    from promptgate.gate import error_report, evaluate, publish, write_reports
+    from promptgate.report.terminal import print_mlflow, print_summary
 
     try:
-        result = run_gate(request, progress=_progress_bar)
+        result = evaluate(request, progress=_progress_bar, publishing=True)
+        print_summary(result.report, console, mlflow=False)
+        publish(result, request)
     except GateError as exc:
         write_reports(error_report(request, exc), request)
         return _report_error(exc)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from a cancelled job (see interrupt.py)
         err.print(INTERRUPTED)
         return int(ExitCode.COULD_NOT_EVALUATE)
-    print_summary(result.report, console)
+    print_mlflow(result.report, console)
     return int(result.exit_code)
 
 
@@ -297,13 +358,15 @@ def registry(
         store_label,
     )
     from promptgate.registry.show import print_prompts, print_versions
+    from promptgate.trust import repository_state_dir
 
+    local_dir = repository_state_dir(Path.cwd())  # where a local run keeps its store
     try:
         settings = mlflow_settings(config)
         if prompt is None:
-            prompts = list_registered_prompts(settings, mlflow_tracking_uri)
+            prompts = list_registered_prompts(settings, mlflow_tracking_uri, local_dir)
         else:
-            name, versions = list_prompt_versions(prompt, settings, mlflow_tracking_uri)
+            name, versions = list_prompt_versions(prompt, settings, mlflow_tracking_uri, local_dir)
     except GateError as exc:
         raise typer.Exit(_report_error(exc)) from exc
     if as_json:
@@ -311,7 +374,7 @@ def registry(
         sys.stdout.write(json.dumps([item.model_dump(mode="json") for item in shown], indent=2))
         sys.stdout.write("\n")
     elif prompt is None:
-        where = store_label(settings, mlflow_tracking_uri)
+        where = store_label(settings, mlflow_tracking_uri, local_dir)
         print_prompts(out, prompts, where)
     else:
         print_versions(out, name, versions)

@@ -6,14 +6,14 @@ import difflib
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
 from promptgate.config import Config
 from promptgate.dataset import Example
 from promptgate.error_control import control_pr_errors
-from promptgate.errors import ExitCode
+from promptgate.errors import BadInput, ExitCode
 from promptgate.evaluation import (
     ExampleResult,
     GenerationSettings,
@@ -22,8 +22,9 @@ from promptgate.evaluation import (
 )
 from promptgate.gate_config import GateConfig, load_gate_config
 from promptgate.generation import Generation, ProgressStart, plan_slots
-from promptgate.mlflow_store import prepare_in_background, resolve_tracking_uri
-from promptgate.plan import PromptPlan, plan_prompt
+from promptgate.mlflow_store import local_state_dir, prepare_in_background, resolve_tracking_uri
+from promptgate.notes import run_notes
+from promptgate.plan import ExampleSubset, PromptPlan, plan_prompt
 from promptgate.providers import import_client_in_background
 from promptgate.providers.base import ChatRequest
 from promptgate.report.format import dataset_change_counts
@@ -31,6 +32,7 @@ from promptgate.report.model import (
     ExampleChange,
     GateInfo,
     GitSide,
+    PartialRun,
     PromptReport,
     PromptVerdict,
     Report,
@@ -43,6 +45,7 @@ from promptgate.scoring import Scorer, Slot
 from promptgate.sequential import gate_rule, is_undecided, with_look
 from promptgate.tracking import log_gate_run
 from promptgate.usage import usage_of, usage_reasons
+from promptgate.worktree import work_tree_side
 
 
 @dataclass
@@ -94,6 +97,8 @@ class Planned:
     rng: GitRange
     gate_config: GateConfig
     plans: list[PromptPlan]
+    #: the working-tree files judged as the head side (worktree.py); empty for a commit
+    uncommitted: list[str] = field(default_factory=list)
 
 
 def plan_request(request: GateRequest) -> Planned:
@@ -102,12 +107,26 @@ def plan_request(request: GateRequest) -> Planned:
     repo_root = Path(repo.working_tree_dir or request.repo)
     rng = resolve_range(repo, request.base, request.head)
     gate_config = load_gate_config(rng, request.config_path, repo_root)
+    rng, gate_config, uncommitted = work_tree_side(rng, gate_config, request, repo_root)
     config = gate_config.config
     import_client_in_background(config.provider)
     specs = list(config.prompts)
     changes = all_prompts(rng, specs) if request.all_prompts else changed_prompts(rng, specs)
-    plans = [plan_prompt(rng, change, config, gate_config.path) for change in changes]
-    return Planned(repo_root, rng, gate_config, plans)
+    subset = ExampleSubset(request.limit, frozenset(request.example_ids))
+    plans = [plan_prompt(rng, change, config, gate_config.path, subset) for change in changes]
+    _check_example_ids(request.example_ids, plans)
+    return Planned(repo_root, rng, gate_config, plans, uncommitted)
+
+
+def _check_example_ids(ids: Sequence[str], plans: Sequence[PromptPlan]) -> None:
+    """`--examples` names ids that some judged prompt's eval set has: a typo is not a pass."""
+    judged = {example.id for plan in plans for example in plan.examples}
+    missing = [i for i in ids if i not in judged]
+    if missing and plans:
+        raise BadInput(
+            f"--examples: no judged prompt's eval set has the id(s) {', '.join(missing[:5])}; "
+            "an example's id is its `id` field (its line number when it has none)"
+        )
 
 
 def evaluate(
@@ -121,7 +140,9 @@ def evaluate(
     config = gate_config.config
 
     tracking_uri = resolve_tracking_uri(
-        config.mlflow, request.mlflow_tracking_uri, local_dir=request.state_dir
+        config.mlflow,
+        request.mlflow_tracking_uri,
+        local_dir=request.state_dir or local_state_dir(planned.repo_root),
     )
 
     def prepare_tracking() -> None:
@@ -137,10 +158,15 @@ def evaluate(
     ) as generation:
         evaluations, tests, rounds = _judge_in_rounds(generation, plans, config)
     calls, failures, scorer = generation.stats, generation.failures, generation.scorer
+    partial = _partial(request, plans)
     report = Report(
         verdict=overall_verdict([e.report.verdict for e in evaluations]),
         base=GitSide(ref=rng.base_ref, sha=rng.base_sha),
-        head=GitSide(ref=rng.head_ref, sha=rng.head_sha),
+        head=GitSide(
+            ref=rng.head_ref,
+            sha=rng.shown_head_sha,
+            uncommitted=planned.uncommitted if rng.work_tree_on else None,
+        ),
         config_changed=gate_config.changed,
         config_changes=gate_config.changes,
         prompts=[e.report for e in evaluations],
@@ -155,8 +181,21 @@ def evaluate(
         errors=failures,
         warnings=generation.warnings,
         pr_number=request.pr_number,
+        notes=run_notes(rng, planned.uncommitted, request, partial),
+        partial=partial,
     )
     return GateResult(report, evaluations, config, tracking_uri)
+
+
+def _partial(request: GateRequest, plans: Sequence[PromptPlan]) -> PartialRun | None:
+    if not request.partial:
+        return None
+    return PartialRun(
+        limit=request.limit,
+        example_ids=list(request.example_ids),
+        examples=sum(len(plan.examples) for plan in plans),
+        of=sum(plan.examples_total for plan in plans),
+    )
 
 
 def overall_verdict(prompt_verdicts: Sequence[PromptVerdict]) -> Verdict:

@@ -28,7 +28,7 @@ def load_gate_config(rng: GitRange, config_path: str, repo_root: Path) -> GateCo
 
     A path outside the repository (or untracked) is read from disk, for local experiments.
     """
-    relative = _repo_relative(config_path, repo_root)
+    relative = repo_relative(config_path, repo_root)
     if relative is not None:
         base_text = rng.read(rng.base_sha, relative)
         head_text = rng.read(rng.head_sha, relative)
@@ -50,7 +50,7 @@ def load_gate_config(rng: GitRange, config_path: str, repo_root: Path) -> GateCo
     )
 
 
-def _repo_relative(config_path: str, repo_root: Path) -> str | None:
+def repo_relative(config_path: str, repo_root: Path) -> str | None:
     path = Path(config_path)
     if not path.is_absolute():
         return path.as_posix().removeprefix("./")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from promptgate.background import import_in_background
 from promptgate.config import MlflowConfig
-from promptgate.trust import SQLITE_COMPANIONS, untrusted_reason
+from promptgate.trust import SQLITE_COMPANIONS, STATE_DIR, ensure_state_dir, untrusted_reason
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -87,8 +87,9 @@ def resolve_tracking_uri(
     settings: MlflowConfig, explicit: str | None = None, *, local_dir: Path | None = None
 ) -> str:
     """`explicit` > $MLFLOW_TRACKING_URI > the config > `sqlite:///mlflow.db`. With `local_dir`
-    (the Action's state directory), a relative sqlite path is placed there rather than in the
-    working directory, where a PR could have committed a store of its own."""
+    (promptgate's state directory, `.promptgate/`), a relative sqlite path is placed there
+    rather than in the working directory: beside files people commit, and where a PR could
+    have committed a store of its own."""
     uri = (
         explicit
         or os.environ.get(TRACKING_URI_ENV)
@@ -100,6 +101,13 @@ def resolve_tracking_uri(
         return uri
     query = uri.partition("?")[2]
     return f"sqlite:///{(local_dir / path).as_posix()}" + (f"?{query}" if query else "")
+
+
+def local_state_dir(repo_root: Path) -> Path:
+    """Where a local run keeps a relative sqlite store: `<repo>/.promptgate`, which git
+    ignores. When that directory is not promptgate's (git tracks it, it is a link), it is still
+    the answer, and `check_store_file` refuses the store there with the reason."""
+    return ensure_state_dir(repo_root) or repo_root / STATE_DIR
 
 
 def sqlite_path(uri: str) -> str | None:

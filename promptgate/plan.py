@@ -22,6 +22,18 @@ from promptgate.providers.parameters import sampling_temperature
 from promptgate.report.model import DatasetDiff, Side
 
 
+@dataclass(frozen=True)
+class ExampleSubset:
+    """`--limit N` / `--examples ID,...`: the part of each eval set a partial run judges."""
+
+    limit: int | None = None
+    ids: frozenset[str] = frozenset()
+
+    def pick(self, examples: Sequence[Example]) -> list[Example]:
+        chosen = [e for e in examples if not self.ids or e.id in self.ids]
+        return chosen[: self.limit] if self.limit is not None else chosen
+
+
 @dataclass
 class PromptPlan:
     change: PromptChange
@@ -40,6 +52,8 @@ class PromptPlan:
     answers: dict[Side, list[Completion]] = field(default_factory=dict)
     #: refusals[side][example index]: why its first refused sample was refused
     refusals: dict[Side, dict[int, str]] = field(default_factory=dict)
+    #: examples in the eval set; more than len(examples) in a partial run
+    examples_total: int = 0
 
     def sides(self) -> list[Side]:
         return [side for side in ("baseline", "candidate") if side in self.requests]
@@ -107,7 +121,11 @@ def dataset_path_for(prompt_path: str, pattern: str, config_path: str = "promptg
 
 
 def plan_prompt(
-    rng: GitRange, change: PromptChange, config: Config, config_path: str
+    rng: GitRange,
+    change: PromptChange,
+    config: Config,
+    config_path: str,
+    subset: ExampleSubset = ExampleSubset(),
 ) -> PromptPlan:
     baseline_path = change.old_path or change.path
     baseline_text = (
@@ -119,9 +137,10 @@ def plan_prompt(
     plan = PromptPlan(change, baseline, candidate, [], None, False)
     if candidate is None:  # deleted: nothing to run, reported as removed
         return plan
-    plan.examples, plan.dataset_path, plan.dataset_diff = _examples(
+    examples, plan.dataset_path, plan.dataset_diff = _examples(
         rng, change, baseline, candidate, config_path
     )
+    plan.examples, plan.examples_total = subset.pick(examples), len(examples)
     plan.dataset_changed = plan.dataset_diff is not None
     versions: tuple[tuple[Side, PromptTemplate | None], ...] = (
         ("baseline", baseline),
@@ -177,7 +196,8 @@ def _examples(
     text = rng.read(rng.head_sha, path)
     if text is None:
         raise BadInput(
-            f"eval set for {change.path} not found at head {rng.head_sha[:12]}; commit it or fix `dataset:`",
+            f"eval set for {change.path} not found at head {rng.head_ref} "
+            f"({rng.shown_head_sha[:12]}); commit it or fix `dataset:`",
             file=path,
         )
     examples = parse_dataset(path, text)

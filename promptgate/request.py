@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +29,23 @@ class GateRequest(BaseModel):
         description="CI: promptgate's own directory, out of a PR's reach; a relative sqlite "
         "tracking store is kept there",
     )
+    work_tree: Literal["never", "always", "if-uncommitted"] = Field(
+        default="never",
+        description="judge the working tree as the head side: never (CI), always "
+        "(--worktree), or when a file the gate reads has uncommitted changes (a local run "
+        "without --head)",
+    )
+    limit: int | None = Field(
+        default=None, ge=1, description="judge only each eval set's first N examples (partial)"
+    )
+    example_ids: tuple[str, ...] = Field(
+        default=(), description="judge only the examples with these ids (partial)"
+    )
     cache_only: str | None = Field(
         default=None, description="send nothing; a request the cache lacks fails with this"
     )
+
+    @property
+    def partial(self) -> bool:
+        """A subset of each eval set: a look while editing, never a verdict for CI."""
+        return self.limit is not None or bool(self.example_ids)

@@ -89,6 +89,23 @@ def ensure_state_dir(root: Path) -> Path | None:
     return directory
 
 
+def repository_state_dir(directory: Path) -> Path | None:
+    """`.promptgate` at the root of the git work tree holding `directory`; None outside one.
+    Nothing is created: readers (`promptgate registry`) find a local run's store here."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    top = done.stdout.strip()
+    return Path(top) / STATE_DIR if done.returncode == 0 and top else None
+
+
 def reclaim_state_dir(workspace: Path) -> str | None:
     """In CI: make `<workspace>/.promptgate` a plain directory holding nothing from the PR.
 

@@ -17,13 +17,22 @@ def python_stdout(program: str, *, timeout: float = 120) -> str:
     return done.stdout
 
 
-def promptgate_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m promptgate ARGS` in `cwd`, offline, as a user runs it."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+def promptgate_cli(
+    *args: str, cwd: Path, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m promptgate ARGS` in `cwd`, offline, as a user runs it. `env` adds variables
+    to the environment, or removes those it maps to None."""
+    merged: dict[str, str | None] = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "COLUMNS": "200",
+        **(env or {}),
+    }
+    environment = {name: value for name, value in merged.items() if value is not None}
     return subprocess.run(
         [sys.executable, "-m", "promptgate", *args],
         cwd=cwd,
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=600,

@@ -56,15 +56,18 @@ def mlflow_settings(config_path: Path | None) -> MlflowConfig:
     return parse_config(text, str(path)).mlflow
 
 
-def store_label(settings: MlflowConfig, tracking_uri: str | None = None) -> str:
-    return redact_uri(resolve_tracking_uri(settings, tracking_uri))
+def store_label(
+    settings: MlflowConfig, tracking_uri: str | None = None, local_dir: Path | None = None
+) -> str:
+    return redact_uri(resolve_tracking_uri(settings, tracking_uri, local_dir=local_dir))
 
 
 def list_registered_prompts(
-    settings: MlflowConfig, tracking_uri: str | None = None
+    settings: MlflowConfig, tracking_uri: str | None = None, local_dir: Path | None = None
 ) -> list[PromptInfo]:
-    """Every prompt promptgate registered (those with a `promptgate.path` tag), by name."""
-    uri = resolve_tracking_uri(settings, tracking_uri)
+    """Every prompt promptgate registered (those with a `promptgate.path` tag), by name.
+    `local_dir`: where a relative sqlite store lives (the repository's `.promptgate/`)."""
+    uri = resolve_tracking_uri(settings, tracking_uri, local_dir=local_dir)
 
     def read(client: MlflowClient) -> list[PromptInfo]:
         prompts = []
@@ -99,10 +102,13 @@ def list_registered_prompts(
 
 
 def list_prompt_versions(
-    prompt: str, settings: MlflowConfig, tracking_uri: str | None = None
+    prompt: str,
+    settings: MlflowConfig,
+    tracking_uri: str | None = None,
+    local_dir: Path | None = None,
 ) -> tuple[str, list[PromptVersionInfo]]:
     """The versions of a prompt given by MLflow name or repository path, newest first."""
-    uri = resolve_tracking_uri(settings, tracking_uri)
+    uri = resolve_tracking_uri(settings, tracking_uri, local_dir=local_dir)
     candidates = [prompt] if prompt and not NOT_IN_NAME.search(prompt) else []
     path = prompt.removeprefix("./")
     if path.strip("/") and prompt_name(path) not in candidates:

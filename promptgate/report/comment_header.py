@@ -55,6 +55,8 @@ def header(
         + f"(base {escape.inline(report.base.ref, 80)} → head {escape.inline(report.head.ref, 80)})"
         + ("" if stopped_early(report) else f" · {_prompt_counts(report.prompts)}"),
     ]
+    for note in report.notes:
+        lines += ["", f"**Note:** {escape.inline(note, 500)}"]
     if report.override:
         lines += ["", *_override_note(report.override, alerts)]
     if report.config_changed:

@@ -21,6 +21,20 @@ class Model(BaseModel):
 class GitSide(Model):
     ref: str
     sha: str
+    uncommitted: list[str] | None = Field(
+        default=None,
+        description="head only: the side is the working tree on top of commit `sha`, and "
+        "these files differ from it (uncommitted edits, deletions and new files)",
+    )
+
+
+class PartialRun(Model):
+    """A run on a subset of each eval set (`--limit`, `--examples`): a look while editing."""
+
+    limit: int | None = Field(default=None, description="each eval set's first N examples")
+    example_ids: list[str] = Field(default_factory=list, description="only these ids")
+    examples: int = Field(description="examples judged, over every prompt")
+    of: int = Field(description="examples in the judged prompts' eval sets")
 
 
 class Look(Model):
@@ -292,3 +306,12 @@ class Report(Model):
     )
     pr_number: int | None = None
     override: Override | None = None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what was judged, when it is not a plain base..head comparison (no base, "
+        "the working tree, a subset)",
+    )
+    partial: PartialRun | None = Field(
+        default=None,
+        description="set when only a subset of the examples was judged: not a verdict for CI",
+    )

@@ -41,8 +41,9 @@ STATUS_STYLES = {"pass": "green", "fail": "bold red"}
 WORST_EXAMPLES = 3
 
 
-def print_summary(report: Report, console: Console) -> None:
-    """Print the verdict, one table of metric deltas per prompt, the calls and the MLflow run."""
+def print_summary(report: Report, console: Console, *, mlflow: bool = True) -> None:
+    """Print the verdict, one table of metric deltas per prompt, the calls and (unless the
+    caller prints it after logging, `print_mlflow`) the MLflow run."""
     report = terminal_model(report)  # every string shown with its control characters escaped
     console.print(
         Text.assemble(
@@ -72,6 +73,8 @@ def print_summary(report: Report, console: Console) -> None:
                 f"The label '{override.label}' was not honoured: {override.reason}", style="yellow"
             )
         )
+    for note in report.notes:
+        console.print(Text(f"note: {note}", style="cyan"))
     if report.config_changed:
         console.print(Text("⚠ This PR changes the gate config.", style="yellow"))
     for error in report.errors:
@@ -84,7 +87,8 @@ def print_summary(report: Report, console: Console) -> None:
     for prompt in report.prompts:
         _print_prompt(prompt, ci_label, console)
     console.print(f"Calls: {calls_summary(report.calls)}", markup=False)
-    _print_mlflow(report, console)
+    if mlflow:
+        print_mlflow(report, console)
 
 
 def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None:
@@ -147,11 +151,17 @@ def _print_prompt(prompt: PromptReport, ci_label: str, console: Console) -> None
             console.print(Text.assemble("  worst: ", (example.id, "bold"), f"  {deltas}"))
 
 
-def _print_mlflow(report: Report, console: Console) -> None:
+def print_mlflow(report: Report, console: Console) -> None:
+    """Where the run was logged, and for a local store how to browse it."""
     info = report.mlflow
     if info.run_id:
         where = info.url or info.tracking_uri or ""
         experiment = f" (experiment {info.experiment_id})" if info.experiment_id else ""
         console.print(Text.assemble("MLflow run ", (info.run_id, "bold"), experiment, ": ", where))
+        if not info.url and info.tracking_uri and info.tracking_uri.startswith("sqlite:///"):
+            console.print(
+                Text(f"  browse it: mlflow ui --backend-store-uri {info.tracking_uri}", "dim"),
+                soft_wrap=True,
+            )
     if info.warning:
         console.print(Text(f"MLflow: {info.warning}", style="yellow"))
