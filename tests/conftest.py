@@ -28,3 +28,11 @@ def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
     """A running `mlflow server` process (see tests/mlflow_server.py); stopped afterwards."""
     with running_mlflow_server(tmp_path) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _as_on_a_developer_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees the environment of a developer's shell, whatever runs the suite: the CLI
+    behaves differently under CI (it judges commits only), so a test that wants CI sets it."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)

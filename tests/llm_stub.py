@@ -224,6 +224,8 @@ class LLMStub:
         self._connections_opened = 0
         #: time.monotonic() when the first request since the start (or a reset) arrived
         self.first_request_at: float | None = None
+        #: time.monotonic() when the last answer so far was sent
+        self.last_answer_at: float | None = None
         self._failure_rate = 0.0
         self._failure_status = 500
         self._random = random.Random(0)
@@ -405,6 +407,7 @@ class LLMStub:
         if isinstance(outcome, _Response):
             writer.write(_encode(outcome, keep_alive))
             await writer.drain()
+            self.last_answer_at = time.monotonic()
             return keep_alive
         if outcome.kind == "reset":
             sock = writer.get_extra_info("socket")
@@ -825,6 +828,14 @@ class StubProcess:
         answer = self._process.stdout.readline().strip()
         return None if answer == "None" else float(answer)
 
+    def last_answer_at(self) -> float | None:
+        """time.monotonic() (system-wide) when the stub process sent its last answer."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write("last\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline().strip()
+        return None if answer == "None" else float(answer)
+
     def reseed(self, salt: str) -> None:
         """`LLMStub.reseed` in the stub process; returns once it applies."""
         if "\n" in salt:
@@ -872,6 +883,8 @@ def _serve_until_stdin_closes() -> None:
             elif command == "first":  # when the first request arrived, then forget requests
                 print(stub.first_request_at, flush=True)
                 stub.reset()
+            elif command == "last":  # when the last answer went out
+                print(stub.last_answer_at, flush=True)
 
 
 if __name__ == "__main__":
