@@ -319,6 +319,11 @@ def init(
         raise typer.Exit(_report_error(exc)) from exc
     for path in written:
         out.print(f"wrote {path}")
+    out.print(
+        "\nNext: commit these files, and `promptgate run --all` judges every configured prompt. "
+        "Then edit a prompt: `promptgate run` judges the edit, committed or not.",
+        highlight=False,
+    )
 
 
 @app.command("config-schema")

@@ -27,7 +27,7 @@ class GateRequest(BaseModel):
     state_dir: Path | None = Field(
         default=None,
         description="CI: promptgate's own directory, out of a PR's reach; a relative sqlite "
-        "tracking store is kept there",
+        "tracking store is kept there (default: the repository's .promptgate/)",
     )
     work_tree: Literal["never", "always", "if-uncommitted"] = Field(
         default="never",

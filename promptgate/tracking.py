@@ -159,7 +159,9 @@ def _parent_name(report: Report) -> str:
     icon = VERDICT_ICONS[report.verdict]
     if report.pr_number is not None:
         return f"{icon} gate #{report.pr_number}"
-    return f"{icon} gate {report.base.sha[:7]}..{report.head.sha[:7]}"
+    head = "working tree" if report.head.uncommitted is not None else report.head.sha[:7]
+    partial = " (partial)" if report.partial else ""
+    return f"{icon} gate {report.base.sha[:7]}..{head}{partial}"
 
 
 def _prompt_labels(prompts: Sequence[PromptReport]) -> dict[str, str]:
@@ -202,6 +204,10 @@ def _parent_tags(report: Report) -> dict[str, str]:
     }
     if report.pr_number is not None:
         tags["promptgate.pr"] = str(report.pr_number)
+    if report.head.uncommitted is not None:  # the head is the working tree on top of head.sha
+        tags["promptgate.head.uncommitted"] = ", ".join(report.head.uncommitted)[:5000]
+    if report.partial is not None:
+        tags["promptgate.partial"] = f"{report.partial.examples} of {report.partial.of} examples"
     if report.gate is not None and report.gate.config_hash:
         tags["promptgate.config_hash"] = report.gate.config_hash
     if report.override is not None:

@@ -81,6 +81,16 @@ def test_an_uncommitted_edit_is_judged_as_the_working_tree_on_top_of_head(
     assert any(text.startswith("Ignore the request") for text in sent)  # the edit went out
     assert "No prompt file changed" not in output
     assert git_state(repo) == before  # status, refs, stash and index untouched
+    tags = parent_run_tags(repo.root.parent / "mlflow.db", report["mlflow"]["run_id"])
+    assert tags["promptgate.head.ref"] == "working tree" and tags["promptgate.head.sha"] == head
+    assert tags["promptgate.head.uncommitted"] == "prompts/a.txt"
+    assert tags["mlflow.runName"].endswith("..working tree")
+
+
+def parent_run_tags(store: Path, run_id: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return dict(MlflowClient(tracking_uri=f"sqlite:///{store}").get_run(run_id).data.tags)
 
 
 def test_head_head_judges_the_last_commit_alone(repo: RepoBuilder) -> None:
@@ -236,6 +246,9 @@ def test_a_subset_run_is_partial_and_refused_under_ci(repo: RepoBuilder) -> None
     code, report, output = run(repo, "--base", "main", "--limit", "3")
     assert code == 1, output
     assert report["partial"] == {"limit": 3, "example_ids": [], "examples": 3, "of": len(TEXTS)}
+    tags = parent_run_tags(repo.root.parent / "mlflow.db", report["mlflow"]["run_id"])
+    assert tags["promptgate.partial"] == "3 of 12 examples"
+    assert tags["mlflow.runName"].endswith("(partial)")
     assert report["prompts"][0]["examples"] == 3
     assert "Partial run: 3 of 12 examples" in output and "not a verdict" in output
 
