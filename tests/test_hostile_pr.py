@@ -300,15 +300,35 @@ def test_a_committed_mlflow_store_cannot_redirect_the_actions_artifacts(
 def test_a_tracked_store_is_refused_by_the_cli_and_its_http_artifact_server_gets_nothing(
     workspace: Workspace, recorder: _Recorder
 ) -> None:
+    """The default store is `.promptgate/mlflow.db`: a committed `mlflow.db` at the root is
+    not even opened; named outright, it is refused because git tracks it."""
     builder = workspace.builder
     host, port = recorder.server_address[:2]
     _commit_forged_store(workspace, f"http://{host!s}:{port}/steal")
+    forged = builder.root / "mlflow.db"
+    committed = forged.read_bytes()
+
     done = _run_cli(builder.root, "--base", "main", "--report-json", "r.json")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert recorder.seen == []
+    report = Report.model_validate_json((builder.root / "r.json").read_text())
+    own = (builder.root / ".promptgate" / "mlflow.db").resolve()
+    assert report.mlflow.tracking_uri == f"sqlite:///{own.as_posix()}" and report.mlflow.run_id
+
+    done = _run_cli(
+        builder.root,
+        "--base",
+        "main",
+        "--report-json",
+        "r.json",
+        "--mlflow-tracking-uri",
+        f"sqlite:///{forged.resolve().as_posix()}",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
     report = Report.model_validate_json((builder.root / "r.json").read_text())
     assert report.mlflow.run_id is None
     assert report.mlflow.warning and "git tracks mlflow.db" in report.mlflow.warning
+    assert recorder.seen == []
+    assert forged.read_bytes() == committed
 
 
 def test_an_untracked_store_whose_experiment_points_elsewhere_is_refused(
