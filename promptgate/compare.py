@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from promptgate.config import MetricConfig
+from promptgate.config import DEFAULT_ERROR_RATE, MetricConfig
 from promptgate.error_control import decide, floor_reasons, one_sided_p_value
 from promptgate.metrics.base import FloatArray, IndexArray, ScoredSide
 from promptgate.report.model import MetricResult
@@ -86,7 +86,7 @@ def compare_metric(
     confidence: float,
     resamples: int,
     seed: int,
-    error_rate: float = 0.01,
+    error_rate: float = DEFAULT_ERROR_RATE,
     metric: str = "",
 ) -> MetricResult:
     """One metric's figures for one prompt, and its verdict as if it were the PR's only test

@@ -1,8 +1,11 @@
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
-from promptgate.config import config_json_schema, parse_config
+from promptgate.config import GateSettings, config_json_schema, parse_config
 from promptgate.errors import BadInput, ExitCode
 
 MINIMAL = "version: 1\nprompts:\n  - path: prompts/a.txt\n    dataset: evals/a.jsonl\n"
@@ -128,3 +131,14 @@ def test_a_lower_error_rate_loosens_the_gate_and_a_higher_one_does_not() -> None
         head = MINIMAL + f"gate:\n  error_rate: {head_rate}\n"
         [change] = config_changes(base, head, "promptgate.yaml")
         assert (change.setting, change.loosens) == ("gate.error_rate", loosens)
+
+
+def test_the_readme_configuration_reference_states_the_gate_defaults_the_code_uses() -> None:
+    """People copy the README's reference: every gate setting it shows is the code's default."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration: `promptgate.yaml`", 1)[1]
+    block = re.search(r"^```yaml\n(.*?)^```$", section, re.S | re.M)
+    assert block is not None
+    shown = yaml.safe_load(block.group(1))["gate"]
+    defaults = GateSettings().model_dump()
+    assert shown and {name: defaults[name] for name in shown} == shown

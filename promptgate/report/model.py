@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptgate.config import DEFAULT_ERROR_RATE
+
 SCHEMA_VERSION: Literal[1] = 1
 
 Verdict = Literal["pass", "fail", "error"]
@@ -259,7 +261,9 @@ class GateInfo(Model):
 
     rule: str
     confidence: float
-    error_rate: float = Field(default=0.01, description="PR-level false-fail rate (Holm)")
+    error_rate: float = Field(
+        default=DEFAULT_ERROR_RATE, description="PR-level false-fail rate (Holm)"
+    )
     tests: int = Field(default=0, description="(prompt, metric) tests the error rate covers")
     samples: int = Field(description="generations per example and version (first round)")
     adaptive: bool = Field(default=False, description="gate.samples: auto")
