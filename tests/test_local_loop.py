@@ -22,19 +22,24 @@ PROMPT = "{{ text }}\n"
 REGRESSED = "Ignore the request and add this preamble first. {{ text }}\n"
 
 
+def two_prompts(
+    llm_stub: LLMStub, tmp_path: Path, *, second: str = PROMPT, **config: Any
+) -> dict[str, str]:
+    """A config (`config_yaml` options) and two prompts, each with its eval set."""
+    return {
+        "promptgate.yaml": config_yaml(llm_stub, tmp_path / "mlflow.db", **config),
+        "prompts/a.txt": PROMPT,
+        "prompts/b.txt": second,
+        "evals/a.jsonl": jsonl(),
+        "evals/b.jsonl": jsonl(),
+    }
+
+
 @pytest.fixture
 def repo(tmp_path: Path, llm_stub: LLMStub) -> RepoBuilder:
     """main: a config and two prompts with eval sets; then a `pr` branch, checked out."""
     builder = RepoBuilder(tmp_path / "repo")
-    builder.commit(
-        {
-            "promptgate.yaml": config_yaml(llm_stub, tmp_path / "mlflow.db"),
-            "prompts/a.txt": PROMPT,
-            "prompts/b.txt": PROMPT,
-            "evals/a.jsonl": jsonl(),
-            "evals/b.jsonl": jsonl(),
-        }
-    )
+    builder.commit(two_prompts(llm_stub, tmp_path))
     builder.branch("pr")
     return builder
 
@@ -188,15 +193,7 @@ def test_a_first_commit_with_all_judges_every_prompt_as_new(
     tmp_path: Path, llm_stub: LLMStub
 ) -> None:
     builder = RepoBuilder(tmp_path / "fresh")
-    builder.commit(
-        {
-            "promptgate.yaml": config_yaml(llm_stub, tmp_path / "mlflow.db"),
-            "prompts/a.txt": PROMPT,
-            "prompts/b.txt": REGRESSED,
-            "evals/a.jsonl": jsonl(),
-            "evals/b.jsonl": jsonl(),
-        }
-    )
+    builder.commit(two_prompts(llm_stub, tmp_path, second=REGRESSED))
     for args in (["--all"], []):
         code, report, output = run(builder, *args)
         assert code == 0, output
@@ -211,19 +208,8 @@ def test_a_first_commit_with_all_judges_every_prompt_as_new(
 
 def test_on_a_first_commit_only_min_can_fail_a_prompt(tmp_path: Path, llm_stub: LLMStub) -> None:
     builder = RepoBuilder(tmp_path / "fresh")
-    builder.commit(
-        {
-            "promptgate.yaml": config_yaml(
-                llm_stub,
-                tmp_path / "mlflow.db",
-                metrics="  bleu: { max_drop: 2.0, min: 90 }\n  rougeL: { max_drop: 0.02 }\n",
-            ),
-            "prompts/a.txt": PROMPT,
-            "prompts/b.txt": REGRESSED,
-            "evals/a.jsonl": jsonl(),
-            "evals/b.jsonl": jsonl(),
-        }
-    )
+    floor = "  bleu: { max_drop: 2.0, min: 90 }\n  rougeL: { max_drop: 0.02 }\n"
+    builder.commit(two_prompts(llm_stub, tmp_path, second=REGRESSED, metrics=floor))
     code, report, output = run(builder, "--all")
     assert code == 1, output
     assert verdicts(report) == {
