@@ -66,7 +66,7 @@ def ten_prompt_pr(workdir: Path, stub: LLMStub) -> PromptRepo:
     )
     builder.branch("pr")
     builder.rename("prompts/old-name.txt", "prompts/new-name.txt")
-    drops = {"prompts/billing.txt": 0.5, "prompts/support.txt": 0.3, "prompts/release.txt": 0.2}
+    drops = {"prompts/billing.txt": 0.5, "prompts/support.txt": 0.3, "prompts/release.txt": 0.35}
     builder.commit(
         {
             **{
