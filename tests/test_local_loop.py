@@ -237,6 +237,7 @@ def test_a_subset_run_is_partial_and_refused_under_ci(repo: RepoBuilder) -> None
     assert tags["mlflow.runName"].endswith("(partial)")
     assert report["prompts"][0]["examples"] == 3
     assert "Partial run: 3 of 12 examples" in output and "not a verdict" in output
+    assert "gate failed (partial: 3 of 12 examples)" in output
 
     code, report, output = run(repo, "--base", "main", "--examples", "ex-1,ex-4")
     assert code == 0, output  # two examples cannot make a drop significant

@@ -17,6 +17,7 @@ from promptgate.report.format import (
     format_interval,
     format_score,
     format_threshold,
+    partial_words,
     short_sha,
     stopped_early,
 )
@@ -44,7 +45,8 @@ def header(
     lines = [
         MARKER,
         f"## {VERDICT_ICONS[report.verdict]} {heading}: {VERDICT_WORDS[report.verdict]}"
-        + (" · regression accepted" if report.override and report.override.accepted else ""),
+        + (" · regression accepted" if report.override and report.override.accepted else "")
+        + (f" · partial ({partial_words(report.partial)})" if report.partial else ""),
         "",
         (
             f"{escape.code_span(short_sha(report.base.sha))}.."

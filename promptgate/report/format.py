@@ -9,6 +9,7 @@ from promptgate.report.model import (
     CallStats,
     DatasetDiff,
     MetricResult,
+    PartialRun,
     PromptReport,
     Report,
     Usage,
@@ -94,6 +95,11 @@ def short_sha(sha: str) -> str:
 def stopped_early(report: Report) -> bool:
     """The run ended on an error before any prompt was judged (bad input, git failure)."""
     return report.verdict == "error" and not report.prompts and bool(report.errors)
+
+
+def partial_words(partial: PartialRun) -> str:
+    """`2 of 40 examples`: how much of the eval sets a partial run judged."""
+    return f"{partial.examples} of {partial.of} examples"
 
 
 def nothing_judged_line(report: Report) -> str:

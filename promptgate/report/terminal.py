@@ -27,6 +27,7 @@ from promptgate.report.format import (
     format_score,
     format_threshold,
     nothing_judged_line,
+    partial_words,
     refusal_summary,
     sampling_summary,
     short_sha,
@@ -48,7 +49,8 @@ def print_summary(report: Report, console: Console, *, mlflow: bool = True) -> N
     console.print(
         Text.assemble(
             (
-                f"{VERDICT_ICONS[report.verdict]} promptgate: {VERDICT_WORDS[report.verdict]}",
+                f"{VERDICT_ICONS[report.verdict]} promptgate: {VERDICT_WORDS[report.verdict]}"
+                + (f" (partial: {partial_words(report.partial)})" if report.partial else ""),
                 VERDICT_STYLES[report.verdict],
             ),
             f"  {short_sha(report.base.sha)}..{short_sha(report.head.sha)} (base ",
