@@ -423,17 +423,21 @@ def normal_quantile(p: float) -> float:
     return statistics.NormalDist().inv_cdf(p)
 
 
-def fails_under(result: RunResult, max_drops: dict[str, float], error_rate: float) -> bool:
+#: A PR's tests as RunResult.tests holds them: (prompt, metric, delta, one-sided p-value)
+Tests = Sequence[Sequence[Any]]
+
+
+def fails_under(tests: Tests, max_drops: dict[str, float], error_rate: float) -> bool:
     """The gate rule, re-applied to the PR's tests (config.GATE_RULE)."""
-    return bool(failing_metrics(result, max_drops, error_rate))
+    return bool(failing_metrics(tests, max_drops, error_rate))
 
 
-def failing_metrics(result: RunResult, max_drops: dict[str, float], error_rate: float) -> list[str]:
+def failing_metrics(tests: Tests, max_drops: dict[str, float], error_rate: float) -> list[str]:
     """The metrics (of any prompt) that fail: delta < -max_drop and Holm-adjusted p <= rate."""
     from promptgate.error_control import holm_adjusted
 
     # a metric identical on every example (delta 0, p 1) is no test (error_control.py)
-    tests = [t for t in result.tests if t[1] in max_drops and not (t[2] == 0 and t[3] == 1.0)]
+    tests = [t for t in tests if t[1] in max_drops and not (t[2] == 0 and t[3] == 1.0)]
     adjusted = holm_adjusted([p_value for *_, p_value in tests])
     return [
         name
@@ -469,10 +473,10 @@ def print_table(
     for cell in cells:
         runs = results[cell.key]
         max_drops = max_drops_for[cell.n]
-        failed = [r for r in runs if fails_under(r, max_drops, error_rate)]
+        failed = [r for r in runs if fails_under(r.tests, max_drops, error_rate)]
         by_metric: dict[str, int] = {}
         for r in failed:
-            for name in set(failing_metrics(r, max_drops, error_rate)):
+            for name in set(failing_metrics(r.tests, max_drops, error_rate)):
                 by_metric[name] = by_metric.get(name, 0) + 1
         rate = len(failed) / len(runs)
         low, high = wilson(len(failed), len(runs))
@@ -674,7 +678,7 @@ def main() -> None:
         configured["semantic"] = args.semantic_max_drop
     for cell in cells:  # re-applying the rule must reproduce the gate's own verdicts
         for r in results[cell.key]:
-            assert fails_under(r, configured, args.error_rate) == (r.verdict == "fail"), (
+            assert fails_under(r.tests, configured, args.error_rate) == (r.verdict == "fail"), (
                 cell.key,
                 r.run,
             )

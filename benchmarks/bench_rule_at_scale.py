@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import random
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks"), str(ROOT)]
 
-from bench_error_rates import INSTRUCTION, NOOP_INSTRUCTION, _numbered, make_references  # noqa: E402
+from bench_error_rates import (  # noqa: E402
+    INSTRUCTION,
+    NOOP_INSTRUCTION,
+    _numbered,
+    fails_under,
+    make_references,
+    wilson,
+)
 from llm_stub import noise_seed, noisy_answer  # noqa: E402
 
 MAX_DROPS = {"bleu": 2.0, "rougeL": 0.02}
@@ -97,24 +103,6 @@ def simulate(task: tuple[str, int, int, int, int, int]) -> dict[str, Any]:
     return {"cell": cell, "seed": seed, "run": run, "tests": tests}
 
 
-def fails(tests: list[list[Any]], error_rate: float) -> bool:
-    """Holm over the PR's tests; a rejected test fails when its drop is beyond max_drop."""
-    ordered = sorted(tests, key=lambda t: t[3])
-    for rank, (_, metric, delta, p_value) in enumerate(ordered):
-        if p_value > error_rate / (len(ordered) - rank):
-            return False
-        if delta < -MAX_DROPS[metric]:
-            return True
-    return False
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def runs(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     cell = (
         f"noop-n{args.n}-s0"
@@ -149,7 +137,7 @@ def main() -> None:
     tests = 2 * args.prompts
     print(f"{len(results)} no-op PRs, {args.prompts} prompts x N={args.n} (repeats {args.repeats})")
     for rate in args.error_rate:
-        failed = sum(fails(r["tests"], rate) for r in results)
+        failed = sum(fails_under(r["tests"], MAX_DROPS, rate) for r in results)
         first = sum(1 for r in results for t in r["tests"] if t[3] <= rate / tests)
         low, high = wilson(failed, len(results))
         print(

@@ -103,7 +103,7 @@ def child(repo: str, cache: str | None, mlflow_uri: str | None = None) -> None:
         cache_path=Path(cache) if cache else None,
         mlflow_tracking_uri=mlflow_uri,
     )
-    result = evaluate(request, publishing=mlflow_uri is not None)  # as run_gate does
+    result = evaluate(request, publishing=mlflow_uri is not None)  # as cli.execute does
     finished = time.monotonic()
     if mlflow_uri is not None:
         publish(result, request)

@@ -48,6 +48,8 @@ class GitRange:
     merge_base_sha: str
     #: the commit a working-tree head sits on (worktree.py); None when the head is a commit
     work_tree_on: str | None = None
+    #: with `work_tree_on`: the files of the working tree that differ from that commit
+    uncommitted: tuple[str, ...] = ()
 
     @property
     def has_base(self) -> bool:
@@ -288,18 +290,14 @@ def _eval_set_users(
 ) -> list[PromptChange]:
     """The prompts the diff leaves alone whose eval set file it changes, as `unchanged`: still
     judged (both versions on the head's eval set), so the eval-set change is reported."""
-    from promptgate.plan import dataset_path_for  # plan.py imports this module
+    from promptgate.plan import eval_set_of  # plan.py imports this module
 
     users = []
     for path in paths_at(rng, rng.head_sha):
         spec = spec_for(path, specs)
-        if spec is None or spec.dataset is None or path in reported:
+        if spec is None or path in reported:
             continue
-        try:
-            dataset = dataset_path_for(path, spec.dataset)
-        except BadInput:
-            continue  # the pattern is reported when a prompt that uses it is planned
-        if dataset in touched:
+        if eval_set_of(path, spec) in touched:
             users.append(PromptChange(path=path, old_path=None, change="unchanged", spec=spec))
     return users
 

@@ -87,8 +87,10 @@ def run(
     commit alone."""
     from promptgate.worktree import is_ci
 
+    ci = is_ci()
     example_ids = tuple(i.strip() for i in (examples or "").split(",") if i.strip())
-    problem = _local_only_problem(worktree=worktree, head=head, partial=bool(limit or example_ids))
+    partial = limit is not None or bool(example_ids)
+    problem = _refused(worktree=worktree, head=head, partial=partial, shard=shard, ci=ci)
     if problem:
         raise typer.Exit(_report_error(BadInput(problem)))
     request = GateRequest(
@@ -102,37 +104,30 @@ def run(
         use_cache=not no_cache,
         cache_path=cache_path,
         mlflow_tracking_uri=mlflow_tracking_uri,
-        work_tree="always" if worktree else "never" if head or is_ci() else "if-uncommitted",
+        work_tree="always" if worktree else "never" if head or ci or shard else "if-uncommitted",
         limit=limit,
         example_ids=example_ids,
     )
     if shard is not None:
-        if request.partial or worktree:
-            raise typer.Exit(
-                _report_error(
-                    BadInput(
-                        "--shard judges commits in full: drop --worktree, --limit and --examples"
-                    )
-                )
-            )
-        raise typer.Exit(
-            _run_shard(request.model_copy(update={"work_tree": "never"}), shard, shard_dir)
-        )
+        raise typer.Exit(_run_shard(request, shard, shard_dir))
     raise typer.Exit(execute(request))
 
 
-def _local_only_problem(*, worktree: bool, head: str | None, partial: bool) -> str | None:
-    """What a CI run may not ask for: its verdict is about commits, judged in full."""
-    from promptgate.worktree import is_ci
-
+def _refused(
+    *, worktree: bool, head: str | None, partial: bool, shard: str | None, ci: bool
+) -> str | None:
+    """Flags that cannot go together. A CI run's verdict is about commits, judged in full, and
+    so is a shard's (`promptgate merge` judges the commits the shards ran on)."""
     if worktree and head:
         return "--worktree judges the working tree as the head: drop --head (or --worktree)"
-    if worktree and is_ci():
+    if shard is not None and (worktree or partial):
+        return "--shard judges commits in full: drop --worktree, --limit and --examples"
+    if worktree and ci:
         return (
             "--worktree judges files no commit holds, and this is a CI run (CI is set), whose "
             "verdict must be about commits: commit the files, or run it on your machine"
         )
-    if partial and is_ci():
+    if partial and ci:
         return (
             "--limit and --examples judge a subset, and this is a CI run (CI is set): a partial "
             "run is a look while editing, never a verdict for CI; drop them"
@@ -356,22 +351,20 @@ def registry(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the versions of a prompt in MLflow's Prompt Registry, or the registered prompts."""
+    from promptgate.mlflow_store import redact_uri
     from promptgate.registry.read import (
         list_prompt_versions,
         list_registered_prompts,
-        mlflow_settings,
-        store_label,
+        registry_store,
     )
     from promptgate.registry.show import print_prompts, print_versions
-    from promptgate.trust import repository_state_dir
 
-    local_dir = repository_state_dir(Path.cwd())  # where a local run keeps its store
     try:
-        settings = mlflow_settings(config)
+        uri = registry_store(config, mlflow_tracking_uri)
         if prompt is None:
-            prompts = list_registered_prompts(settings, mlflow_tracking_uri, local_dir)
+            prompts = list_registered_prompts(uri)
         else:
-            name, versions = list_prompt_versions(prompt, settings, mlflow_tracking_uri, local_dir)
+            name, versions = list_prompt_versions(prompt, uri)
     except GateError as exc:
         raise typer.Exit(_report_error(exc)) from exc
     if as_json:
@@ -379,8 +372,7 @@ def registry(
         sys.stdout.write(json.dumps([item.model_dump(mode="json") for item in shown], indent=2))
         sys.stdout.write("\n")
     elif prompt is None:
-        where = store_label(settings, mlflow_tracking_uri, local_dir)
-        print_prompts(out, prompts, where)
+        print_prompts(out, prompts, redact_uri(uri))
     else:
         print_versions(out, name, versions)
 

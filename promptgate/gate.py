@@ -6,7 +6,7 @@ import difflib
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from promptgate.changes import GitRange, all_prompts, changed_prompts, open_repo, resolve_range
@@ -69,13 +69,6 @@ def exit_code_for(verdict: Verdict) -> ExitCode:
     )
 
 
-def run_gate(request: GateRequest, *, progress: ProgressStart | None = None) -> GateResult:
-    """Evaluate, then publish to MLflow and the report files. Bad input raises GateError."""
-    result = evaluate(request, progress=progress, publishing=True)
-    publish(result, request)
-    return result
-
-
 def publish(result: GateResult, request: GateRequest) -> None:
     """Log the run to MLflow, then write the report files with where it was logged."""
     info = log_gate_run(
@@ -97,8 +90,6 @@ class Planned:
     rng: GitRange
     gate_config: GateConfig
     plans: list[PromptPlan]
-    #: the working-tree files judged as the head side (worktree.py); empty for a commit
-    uncommitted: list[str] = field(default_factory=list)
 
 
 def plan_request(request: GateRequest) -> Planned:
@@ -107,7 +98,7 @@ def plan_request(request: GateRequest) -> Planned:
     repo_root = Path(repo.working_tree_dir or request.repo)
     rng = resolve_range(repo, request.base, request.head)
     gate_config = load_gate_config(rng, request.config_path, repo_root)
-    rng, gate_config, uncommitted = work_tree_side(rng, gate_config, request, repo_root)
+    rng, gate_config = work_tree_side(rng, gate_config, request, repo_root)
     config = gate_config.config
     import_client_in_background(config.provider)
     specs = list(config.prompts)
@@ -115,7 +106,7 @@ def plan_request(request: GateRequest) -> Planned:
     subset = ExampleSubset(request.limit, frozenset(request.example_ids))
     plans = [plan_prompt(rng, change, config, gate_config.path, subset) for change in changes]
     _check_example_ids(request.example_ids, plans)
-    return Planned(repo_root, rng, gate_config, plans, uncommitted)
+    return Planned(repo_root, rng, gate_config, plans)
 
 
 def _check_example_ids(ids: Sequence[str], plans: Sequence[PromptPlan]) -> None:
@@ -165,7 +156,7 @@ def evaluate(
         head=GitSide(
             ref=rng.head_ref,
             sha=rng.shown_head_sha,
-            uncommitted=planned.uncommitted if rng.work_tree_on else None,
+            uncommitted=list(rng.uncommitted) if rng.work_tree_on else None,
         ),
         config_changed=gate_config.changed,
         config_changes=gate_config.changes,
@@ -181,7 +172,7 @@ def evaluate(
         errors=failures,
         warnings=generation.warnings,
         pr_number=request.pr_number,
-        notes=run_notes(rng, planned.uncommitted, request, partial),
+        notes=run_notes(rng, request, partial),
         partial=partial,
     )
     return GateResult(report, evaluations, config, tracking_uri)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from promptgate.changes import GitRange
+from promptgate.report.format import partial_words
 from promptgate.report.model import PartialRun
 from promptgate.request import GateRequest
 
 SHOWN_FILES = 5
 
 
-def run_notes(
-    rng: GitRange, uncommitted: Sequence[str], request: GateRequest, partial: PartialRun | None
-) -> list[str]:
+def run_notes(rng: GitRange, request: GateRequest, partial: PartialRun | None) -> list[str]:
     notes = []
     if not rng.has_base:
         notes.append(
@@ -22,6 +19,7 @@ def run_notes(
             "--base REF to compare with another commit."
         )
     if rng.work_tree_on:
+        uncommitted = rng.uncommitted
         shown = ", ".join(uncommitted[:SHOWN_FILES])
         more = (
             f" and {len(uncommitted) - SHOWN_FILES} more" if len(uncommitted) > SHOWN_FILES else ""
@@ -41,7 +39,7 @@ def run_notes(
             [f"the first {partial.limit} of each eval set"] if partial.limit is not None else []
         ) + ([f"ids {', '.join(partial.example_ids[:SHOWN_FILES])}"] if partial.example_ids else [])
         notes.append(
-            f"Partial run: {partial.examples} of {partial.of} examples ({'; '.join(picked)}). "
+            f"Partial run: {partial_words(partial)} ({'; '.join(picked)}). "
             "A look while editing, not a verdict: run without --limit/--examples before you "
             "push."
         )

@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from string import Formatter
 
 from promptgate.changes import GitRange, PromptChange
-from promptgate.config import Config
+from promptgate.config import Config, PromptSpec
 from promptgate.dataset import Example, examples_from_test_data, parse_dataset
 from promptgate.errors import BadInput
 from promptgate.prompts import PromptTemplate, parse_prompt
@@ -118,6 +118,17 @@ def dataset_path_for(prompt_path: str, pattern: str, config_path: str = "promptg
             file=config_path,
         )
     return path
+
+
+def eval_set_of(prompt_path: str, spec: PromptSpec) -> str | None:
+    """The eval-set file of a prompt under its config entry; None when the entry names none, or
+    its pattern is bad (that is reported when a prompt using it is planned)."""
+    if spec.dataset is None:
+        return None
+    try:
+        return dataset_path_for(prompt_path, spec.dataset)
+    except BadInput:
+        return None
 
 
 def plan_prompt(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from promptgate.changes import GitRange, paths_at, spec_for
 from promptgate.config import PromptSpec
-from promptgate.errors import BadInput, CouldNotEvaluate
+from promptgate.errors import CouldNotEvaluate
 from promptgate.gate_config import GateConfig, load_gate_config, repo_relative
 from promptgate.request import GateRequest
 
@@ -43,54 +43,38 @@ def is_ci() -> bool:
 
 def work_tree_side(
     rng: GitRange, gate_config: GateConfig, request: GateRequest, repo_root: Path
-) -> tuple[GitRange, GateConfig, list[str]]:
+) -> tuple[GitRange, GateConfig]:
     """The range and config with the working tree as the head side, when the request asks for
-    it and a file the gate reads has uncommitted changes; and those files. The config is read
-    again: a first adoption's config is the head's, and a changed one is reported."""
+    it and a file the gate reads has uncommitted changes (`rng.uncommitted`). The config is
+    read again: a first adoption's config is the head's, and a changed one is reported."""
     if request.work_tree == "never":
-        return rng, gate_config, []
-    specs = list(gate_config.config.prompts)
-    datasets = [
-        dataset
-        for path in paths_at(rng, rng.head_sha)
-        if (spec := spec_for(path, specs)) is not None and spec.dataset
-        for dataset in _dataset_of(path, spec.dataset)
-    ]
+        return rng, gate_config
     config_path = repo_relative(request.config_path, repo_root) or ""
-    files = uncommitted_files(repo_root, specs, config_path, datasets)
+    files = uncommitted_files(rng, list(gate_config.config.prompts), config_path)
     if not files:
-        return rng, gate_config, []
+        return rng, gate_config
     rng = with_work_tree(rng, files)
-    return rng, load_gate_config(rng, request.config_path, repo_root), files
+    return rng, load_gate_config(rng, request.config_path, repo_root)
 
 
-def uncommitted_files(
-    root: Path, specs: Sequence[PromptSpec], config_path: str, datasets: Sequence[str]
-) -> list[str]:
-    """The files a gate reads that differ from HEAD in the working tree (staged or not), and
-    the untracked ones that match a prompt glob: repository paths, sorted. `datasets` are the
-    eval-set paths of the prompts at HEAD."""
+def uncommitted_files(rng: GitRange, specs: list[PromptSpec], config_path: str) -> list[str]:
+    """The files a gate reads that differ from HEAD in the working tree (staged or not): the
+    config, the files a prompt glob matches (committed, staged or untracked) and their eval
+    sets; repository paths, sorted. A clean tree costs two git calls."""
+    from promptgate.plan import eval_set_of  # plan.py imports changes.py
+
+    root = Path(str(rng.repo.working_tree_dir))
     changed = _git_paths(root, "diff", "--name-only", "-z", "--no-renames", "HEAD", "--")
     untracked = _git_paths(root, "ls-files", "--others", "--exclude-standard", "-z", "--")
-    wanted = {config_path, *datasets}
-    for path in untracked:  # a new prompt's eval set is as new as the prompt
-        spec = spec_for(path, list(specs))
-        if spec is not None and spec.dataset:
-            wanted |= set(_dataset_of(path, spec.dataset))
-    return sorted(
-        path
-        for path in {*changed, *untracked}
-        if path in wanted or spec_for(path, list(specs)) is not None
-    )
-
-
-def _dataset_of(prompt_path: str, pattern: str) -> list[str]:
-    from promptgate.plan import dataset_path_for  # plan.py imports changes.py
-
-    try:
-        return [dataset_path_for(prompt_path, pattern)]
-    except BadInput:
-        return []  # reported when the prompt is planned
+    if not changed and not untracked:
+        return []
+    prompts = {
+        path: spec
+        for path in {*paths_at(rng, rng.head_sha), *changed, *untracked}
+        if (spec := spec_for(path, specs)) is not None
+    }
+    read = {config_path, *prompts, *(eval_set_of(path, spec) for path, spec in prompts.items())}
+    return sorted(path for path in {*changed, *untracked} if path in read)
 
 
 def with_work_tree(rng: GitRange, files: Sequence[str]) -> GitRange:
@@ -115,7 +99,9 @@ def with_work_tree(rng: GitRange, files: Sequence[str]) -> GitRange:
         snapshot = _git(
             root, env, "commit-tree", tree, "-p", head, "-m", "promptgate: the working tree"
         ).strip()
-    return replace(rng, head_ref=WORK_TREE_REF, head_sha=snapshot, work_tree_on=head)
+    return replace(
+        rng, head_ref=WORK_TREE_REF, head_sha=snapshot, work_tree_on=head, uncommitted=tuple(files)
+    )
 
 
 def _git_paths(root: Path, *args: str) -> list[str]:

@@ -822,16 +822,15 @@ class StubProcess:
 
     def first_request_at(self) -> float | None:
         """time.monotonic() (system-wide) of the first request since the last call; resets."""
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write("first\n")
-        self._process.stdin.flush()
-        answer = self._process.stdout.readline().strip()
-        return None if answer == "None" else float(answer)
+        return self._ask_time("first")
 
     def last_answer_at(self) -> float | None:
         """time.monotonic() (system-wide) when the stub process sent its last answer."""
+        return self._ask_time("last")
+
+    def _ask_time(self, command: str) -> float | None:
         assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write("last\n")
+        self._process.stdin.write(f"{command}\n")
         self._process.stdin.flush()
         answer = self._process.stdout.readline().strip()
         return None if answer == "None" else float(answer)

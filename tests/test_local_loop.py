@@ -4,8 +4,14 @@ a fresh process, the LLM stub over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +125,16 @@ def test_an_untracked_prompt_matching_the_glob_is_judged_as_new_with_its_eval_se
     assert report["head"]["uncommitted"] == ["evals/c.jsonl", "prompts/c.txt"]
 
 
+def test_a_staged_prompt_is_judged_with_its_eval_set(repo: RepoBuilder) -> None:
+    (repo.root / "prompts/c.txt").write_text(PROMPT)
+    (repo.root / "evals/c.jsonl").write_text(jsonl(TEXTS[:4]))
+    repo.repo.git.add("prompts/c.txt", "evals/c.jsonl")  # in the index, in no commit
+    code, report, output = run(repo, "--base", "main")
+    assert code == 0, output
+    assert verdicts(report) == {"prompts/c.txt": ("added", "new")}
+    assert report["head"]["uncommitted"] == ["evals/c.jsonl", "prompts/c.txt"]
+
+
 def test_a_prompt_deleted_but_not_committed_is_removed(repo: RepoBuilder) -> None:
     (repo.root / "prompts/b.txt").unlink()
     code, report, output = run(repo, "--base", "main")
@@ -159,6 +175,8 @@ def test_a_ci_run_never_reads_the_working_tree(repo: RepoBuilder) -> None:
 def test_worktree_and_head_together_are_bad_input(repo: RepoBuilder) -> None:
     code, _, output = run(repo, "--worktree", "--head", "pr")
     assert code == 2 and "drop --head" in output
+    code, _, output = run(repo, "--limit", "2", "--shard", "1/2")
+    assert code == 2 and "--shard judges commits in full" in output
 
 
 def test_a_linked_prompt_in_the_working_tree_is_refused_not_followed(
@@ -285,10 +303,41 @@ def test_the_local_store_and_its_artifacts_live_in_the_ignored_state_directory(
 
 
 def test_the_verdict_is_printed_before_mlflow_is_logged(repo: RepoBuilder) -> None:
+    """The tracking server holds every connection unanswered: the verdict line must have
+    arrived before MLflow first connects, not after its logging gives up."""
     repo.commit({"prompts/a.txt": REGRESSED})
-    code, _, output = run(repo, "--base", "main")
-    assert code == 1
-    assert output.index("gate failed") < output.index("MLflow run")
+    connected: list[float] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(60)
+        port = server.getsockname()[1]
+        held: list[socket.socket] = []
+
+        def hold() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    connected.append(time.monotonic())
+                    held.append(conn)
+
+        threading.Thread(target=hold, daemon=True).start()
+        env = {**os.environ, **{k: v for k, v in LOCAL.items() if v is not None}}
+        env |= {"HF_HUB_OFFLINE": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+        env = {k: v for k, v in env.items() if k not in ("CI", "GITHUB_ACTIONS")}
+        command = [sys.executable, "-m", "promptgate", "run", "--base", "main"]
+        command += ["--mlflow-tracking-uri", f"http://127.0.0.1:{port}"]
+        process = subprocess.Popen(
+            command, cwd=repo.root, env=env, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        verdict_at = None
+        for line in process.stdout:
+            if verdict_at is None and "gate failed" in line:
+                verdict_at = time.monotonic()
+        assert process.wait(timeout=300) == 1
+        for conn in held:
+            conn.close()
+    assert verdict_at is not None and connected, "no verdict line, or MLflow never connected"
+    assert verdict_at < connected[0]
 
 
 if os.name != "posix":  # pragma: no cover - symbolic links and git's modes need POSIX

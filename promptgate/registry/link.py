@@ -11,12 +11,14 @@ writes it through the process-wide tracking URI, not the client's store.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from promptgate.registry.names import PROMPT_HASH_TAG, prompt_name
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
     from mlflow.entities.model_registry.prompt_version import PromptVersion
 
     from promptgate.report.model import Report
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 LINKED_PROMPTS_TAG = "mlflow.linkedPrompts"
 #: Versions looked at per prompt: the newest first, which is where a merged text is found.
 _VERSIONS_SEARCHED = 100
+_RUNS_PER_PAGE = 1000
 
 
 def link_registered_version(
@@ -46,19 +49,35 @@ def link_registered_version(
     return None
 
 
-def link_gate_run(client: MlflowClient, report: Report, path: str, version: PromptVersion) -> None:
-    """The gate's candidate run of `path` linked to the version its text became."""
+def link_gate_runs(
+    client: MlflowClient, report: Report, versions: Mapping[str, PromptVersion]
+) -> None:
+    """The gate's candidate runs linked to the versions their texts became (prompt path ->
+    version): one search of the gate's child runs, page by page, whatever their number."""
     info = report.mlflow
-    if not info.run_id or not info.experiment_id:
+    if not versions or not info.run_id or not info.experiment_id:
         return
     # Matched here, not in the filter: a path may hold a quote the filter language cannot.
-    children = client.search_runs(
-        [info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{info.run_id}'"
-    )
-    for run in children:
+    for run in _child_runs(client, info.experiment_id, info.run_id):
         tags = run.data.tags
-        if tags.get("promptgate.prompt") == path and tags.get("promptgate.version") == "candidate":
+        version = versions.get(tags.get("promptgate.prompt", ""))
+        if version is not None and tags.get("promptgate.version") == "candidate":
             _link(client, run.info.run_id, tags.get(LINKED_PROMPTS_TAG), version)
+
+
+def _child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> Iterator[Run]:
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+            max_results=_RUNS_PER_PAGE,
+            page_token=token,
+        )
+        yield from page
+        token = page.token or None
+        if not token:
+            return
 
 
 def _link(client: MlflowClient, run_id: str, current: str | None, version: PromptVersion) -> None:

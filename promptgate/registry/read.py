@@ -30,6 +30,7 @@ from promptgate.registry.names import (
     RENAMED_TAG,
     prompt_name,
 )
+from promptgate.trust import repository_state_dir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -56,18 +57,16 @@ def mlflow_settings(config_path: Path | None) -> MlflowConfig:
     return parse_config(text, str(path)).mlflow
 
 
-def store_label(
-    settings: MlflowConfig, tracking_uri: str | None = None, local_dir: Path | None = None
-) -> str:
-    return redact_uri(resolve_tracking_uri(settings, tracking_uri, local_dir=local_dir))
+def registry_store(config_path: Path | None, tracking_uri: str | None = None) -> str:
+    """The store `promptgate registry` reads: `tracking_uri` > $MLFLOW_TRACKING_URI > the
+    config's > `sqlite:///mlflow.db`, a relative sqlite path being in `.promptgate/` at the root
+    of the repository around the working directory, where a local run logs."""
+    local_dir = repository_state_dir(Path.cwd())
+    return resolve_tracking_uri(mlflow_settings(config_path), tracking_uri, local_dir=local_dir)
 
 
-def list_registered_prompts(
-    settings: MlflowConfig, tracking_uri: str | None = None, local_dir: Path | None = None
-) -> list[PromptInfo]:
-    """Every prompt promptgate registered (those with a `promptgate.path` tag), by name.
-    `local_dir`: where a relative sqlite store lives (the repository's `.promptgate/`)."""
-    uri = resolve_tracking_uri(settings, tracking_uri, local_dir=local_dir)
+def list_registered_prompts(uri: str) -> list[PromptInfo]:
+    """Every prompt promptgate registered (those with a `promptgate.path` tag), by name."""
 
     def read(client: MlflowClient) -> list[PromptInfo]:
         prompts = []
@@ -101,14 +100,8 @@ def list_registered_prompts(
     return _reading(uri, read)
 
 
-def list_prompt_versions(
-    prompt: str,
-    settings: MlflowConfig,
-    tracking_uri: str | None = None,
-    local_dir: Path | None = None,
-) -> tuple[str, list[PromptVersionInfo]]:
+def list_prompt_versions(prompt: str, uri: str) -> tuple[str, list[PromptVersionInfo]]:
     """The versions of a prompt given by MLflow name or repository path, newest first."""
-    uri = resolve_tracking_uri(settings, tracking_uri, local_dir=local_dir)
     candidates = [prompt] if prompt and not NOT_IN_NAME.search(prompt) else []
     path = prompt.removeprefix("./")
     if path.strip("/") and prompt_name(path) not in candidates:

@@ -23,7 +23,7 @@ from promptgate.mlflow_store import (
 )
 from promptgate.prompts import is_prompt_yaml, parse_prompt
 from promptgate.registry.common import find_prompt, latest_version
-from promptgate.registry.link import link_gate_run
+from promptgate.registry.link import link_gate_runs
 from promptgate.registry.model import Action, RegisteredPrompt, RegistryOutcome
 from promptgate.registry.names import (
     ALIAS,
@@ -42,7 +42,7 @@ from promptgate.registry.names import (
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry.prompt_version import PromptModelConfig
+    from mlflow.entities.model_registry.prompt_version import PromptModelConfig, PromptVersion
 
     from promptgate.evaluation import PromptEvaluation
     from promptgate.gate import GateResult
@@ -113,6 +113,7 @@ def _register_all(
     report = result.report
     git_repo = _open_repo(repo)
     message = _commit_message(git_repo, report.head.sha)
+    linked: dict[str, PromptVersion] = {}  # prompt path -> the version its candidate run ran
     for evaluation in result.evaluations:
         prompt = evaluation.report
         if prompt.change == "deleted":
@@ -134,7 +135,9 @@ def _register_all(
             )
             continue
         try:
-            registered = _register(client, evaluation, report, message, repository, git_repo, name)
+            registered = _register(
+                client, evaluation, report, message, repository, git_repo, name, linked
+            )
         except _Conflict as conflict:
             registered = RegisteredPrompt(
                 path=prompt.path, name=name, action="conflict", note=str(conflict)
@@ -143,6 +146,7 @@ def _register_all(
         moved = registered.action in ("registered", "unchanged")
         if prompt.change == "renamed" and prompt.old_path and moved:
             outcome.prompts.append(_mark(client, prompt.old_path, RENAMED_TAG, name, repository))
+    link_gate_runs(client, report, linked)
 
 
 def _register(
@@ -153,7 +157,10 @@ def _register(
     repository: str,
     git_repo: git.Repo | None,
     name: str,
+    linked: dict[str, PromptVersion],
 ) -> RegisteredPrompt:
+    """Register the prompt's text (or find it already registered), and note in `linked` the
+    version its candidate run is to be linked to."""
     prompt = evaluation.report
     text = evaluation.candidate_text or ""
     existing = find_prompt(client, name)
@@ -167,7 +174,7 @@ def _register(
         ):
             _clear_departure_tags(client, name, existing.tags)
             client.set_prompt_alias(name, ALIAS, int(latest.version))
-            link_gate_run(client, report, prompt.path, latest)
+            linked[prompt.path] = latest
             return RegisteredPrompt(
                 path=prompt.path, name=name, action="unchanged", version=int(latest.version)
             )
@@ -201,7 +208,7 @@ def _register(
     if existing is not None:
         _clear_departure_tags(client, name, existing.tags)
     client.set_prompt_alias(name, ALIAS, int(version.version))
-    link_gate_run(client, report, prompt.path, version)
+    linked[prompt.path] = version
     return RegisteredPrompt(
         path=prompt.path, name=name, action="registered", version=int(version.version)
     )
